@@ -1,0 +1,176 @@
+"""The intent: what an agent proposes, in the ``apx/v1`` ``Intent`` format.
+
+This module holds the *envelope*: the parts that must be right before an intent
+can even be recorded (format, kinds, names, tenant). A resource's ``spec`` stays
+a plain mapping here; checking it against its kind's schema is the job of the
+schema validator, whose failure is a recorded ``rejected`` decision rather than
+bad input. Parsing text into an :class:`Intent` lives in :mod:`orchestrator.parsing`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+API_VERSION = "apx/v1"
+#: Versions we still read; older ones are migrated on read (schema evolution).
+READABLE_API_VERSIONS = ("apx/v1",)
+KINDS = ("Product", "Route", "WorkerPool", "NetworkPolicy", "PolicyBundle")
+Kind = Literal["Product", "Route", "WorkerPool", "NetworkPolicy", "PolicyBundle"]
+Action = Literal["create", "update", "delete"]
+
+#: DNS-1123 label: what Kubernetes accepts as a name, and nothing that could
+#: walk out of ``<Kind>/<name>.yaml`` (no ``/``, no ``..``, no leading dot).
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+NAME_MAX = 63
+MAX_RATIONALE = 2000
+
+
+def check_name(value: str, what: str) -> str:
+    if len(value) > NAME_MAX or not NAME_RE.match(value):
+        raise ValueError(
+            f"{what} {value!r} is not a valid name: use at most {NAME_MAX} lowercase letters, "
+            "digits and '-', starting and ending with a letter or digit"
+        )
+    return value
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ResourceMeta(_Frozen):
+    name: str
+    tenant: str
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v, "name")
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant(cls, v: str) -> str:
+        return check_name(v, "tenant")
+
+
+class ResourceKey(_Frozen):
+    """Where a resource lives in an environment: ``<Kind>/<name>.yaml``."""
+
+    kind: Kind
+    name: str
+
+    @property
+    def path(self) -> str:
+        return f"{self.kind}/{self.name}.yaml"
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+    @classmethod
+    def parse(cls, text: str) -> ResourceKey:
+        """Read ``KIND/NAME`` (as users type it) or ``KIND/NAME.yaml`` (a repo path)."""
+        kind, sep, name = text.removesuffix(".yaml").partition("/")
+        if not sep or kind not in KINDS:
+            raise ValueError(f"{text!r} is not KIND/NAME with KIND one of {', '.join(KINDS)}")
+        return cls(kind=kind, name=check_name(name, "name"))  # type: ignore[arg-type]
+
+
+class Resource(_Frozen):
+    """A configuration resource as it appears in an intent or the config repo."""
+
+    apiVersion: str
+    kind: Kind
+    metadata: ResourceMeta
+    spec: dict[str, Any] | None = None
+
+    @field_validator("apiVersion")
+    @classmethod
+    def _api_version(cls, v: str) -> str:
+        if v not in READABLE_API_VERSIONS:
+            raise ValueError(f"unknown apiVersion {v!r}; expected one of {', '.join(READABLE_API_VERSIONS)}")
+        return v
+
+    @property
+    def key(self) -> ResourceKey:
+        return ResourceKey(kind=self.kind, name=self.metadata.name)
+
+    def document(self) -> dict[str, Any]:
+        """The plain mapping written to ``<Kind>/<name>.yaml``."""
+        return self.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+
+
+class Change(_Frozen):
+    action: Action
+    resource: Resource
+
+    @model_validator(mode="after")
+    def _spec_needed(self) -> Change:
+        if self.action != "delete" and self.resource.spec is None:
+            raise ValueError(f"a {self.action} of {self.resource.key} needs a spec")
+        return self
+
+
+class IntentMeta(_Frozen):
+    tenant: str
+    causedBy: str | None = None
+    #: The commit of the environment branch the agent read before proposing.
+    #: Optional: without it, the branch head at arrival is taken as what it saw.
+    baseRevision: str | None = None
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant(cls, v: str) -> str:
+        return check_name(v, "tenant")
+
+
+class IntentSpec(_Frozen):
+    environment: str
+    rationale: str = Field(default="", max_length=MAX_RATIONALE)
+    changes: list[Change] = Field(min_length=1)
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, v: str) -> str:
+        return check_name(v, "environment")
+
+
+class Intent(_Frozen):
+    apiVersion: Literal["apx/v1"]
+    kind: Literal["Intent"]
+    metadata: IntentMeta
+    spec: IntentSpec
+
+    @model_validator(mode="after")
+    def _envelope(self) -> Intent:
+        seen: set[ResourceKey] = set()
+        for i, change in enumerate(self.spec.changes):
+            key = change.resource.key
+            if change.resource.metadata.tenant != self.metadata.tenant:
+                raise ValueError(
+                    f"spec.changes[{i}] ({key}) is for tenant {change.resource.metadata.tenant!r} "
+                    f"but the intent is for tenant {self.metadata.tenant!r}"
+                )
+            if key in seen:
+                raise ValueError(f"spec.changes[{i}] changes {key} a second time; one change per resource")
+            seen.add(key)
+        return self
+
+    @property
+    def tenant(self) -> str:
+        return self.metadata.tenant
+
+    @property
+    def environment(self) -> str:
+        return self.spec.environment
+
+    @property
+    def targets(self) -> list[ResourceKey]:
+        return [c.resource.key for c in self.spec.changes]
+
+    def changes_document(self) -> list[dict[str, Any]]:
+        """The changes as plain data: what dedupe canonicalises and the log stores."""
+        return [c.model_dump(mode="json", exclude_none=True, exclude_defaults=True) for c in self.spec.changes]

@@ -1,0 +1,101 @@
+"""The ports: every external system the orchestrator talks to, as a Protocol.
+
+Implementations are named for their technology and live in their own module
+(:mod:`orchestrator.sql_store`, :mod:`orchestrator.git_repo`,
+:mod:`orchestrator.locks`); in-memory fakes for tests live in
+:mod:`orchestrator.testing` and pass the same contract tests.
+Only :mod:`orchestrator.bootstrap` picks implementations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from orchestrator.decision import Decision, PullRequestRef, Status
+from orchestrator.records import BreakerState, IntentQuery, IntentRecord, IntentView, RecentIntent
+
+
+class IntentStore(Protocol):
+    """The intent log. Every write is one transaction: all of it or none."""
+
+    def receive(self, record: IntentRecord, *, status: Status, decision: Decision | None) -> int:
+        """Insert an arriving intent with its first status; return its sequence number.
+
+        ``status`` is ``queued`` for an admitted intent (``decision`` is None) or a
+        held status with its ``decision``. The timeline gets ``received`` and
+        ``status``, both at ``record.received_at``.
+        """
+        ...
+
+    def decide(self, decision: Decision, *, pr: PullRequestRef | None = None) -> None:
+        """Record a pending intent's final decision (and its PR, if one was opened)."""
+        ...
+
+    def get(self, intent_id: str) -> IntentView | None: ...
+
+    def query(self, query: IntentQuery) -> list[IntentView]:
+        """Newest first."""
+        ...
+
+    def recent(self, *, environment: str, since: datetime) -> list[RecentIntent]:
+        """Every intent in ``environment`` received at or after ``since``, oldest first."""
+        ...
+
+    def pending(self, *, environment: str) -> list[IntentView]:
+        """Intents in ``environment`` still ``queued``, in arrival (sequence) order."""
+        ...
+
+
+class BreakerStore(Protocol):
+    def breaker(self, *, tenant: str, environment: str) -> BreakerState | None: ...
+
+    def save_breaker(self, state: BreakerState) -> None: ...
+
+    def breakers(self) -> list[BreakerState]: ...
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An environment branch at one commit: ``<Kind>/<name>.yaml`` → text."""
+
+    revision: str
+    files: Mapping[str, str]
+
+
+class ConfigRepo(Protocol):
+    """The config repository: one branch per environment."""
+
+    def head(self, branch: str) -> str | None:
+        """The commit ``branch`` points at, or None if there is no such branch."""
+        ...
+
+    def read(self, revision: str) -> Snapshot: ...
+
+    def commit(
+        self,
+        *,
+        branch: str,
+        parent: str,
+        files: Mapping[str, str | None],
+        message: str,
+    ) -> str:
+        """Make one signed commit on top of ``parent`` and move ``branch`` to it.
+
+        ``files`` maps a path to its new text, or to None to delete it. The
+        branch moves only if it still points at ``parent`` (or does not exist
+        yet); otherwise :class:`orchestrator.errors.BranchMoved` is raised and
+        nothing changes.
+        """
+        ...
+
+    def branches(self, prefix: str = "") -> Sequence[str]: ...
+
+
+class EnvironmentLock(Protocol):
+    def hold(self, environment: str) -> AbstractContextManager[None]:
+        """Exclusive, cross-process hold on one environment's decisions."""
+        ...

@@ -1,0 +1,96 @@
+"""What the intent log holds, as plain values shared by the core and the stores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from orchestrator.decision import Decision, Status
+
+
+@dataclass(frozen=True, kw_only=True)
+class IntentRecord:
+    """An intent as it arrived: written once, never changed."""
+
+    id: str
+    trace_id: str
+    tenant: str
+    environment: str
+    agent: str
+    caused_by: str | None
+    dedupe_key: str
+    #: The environment branch commit the agent saw (sequencing compares to it).
+    base_revision: str
+    received_at: datetime
+    #: The intent document as submitted, parsed to plain data.
+    document: dict[str, Any]
+    #: ``Kind/name`` of every resource it changes.
+    targets: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """One status change in an intent's timeline."""
+
+    status: Status
+    at: datetime
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class IntentView:
+    """An intent with where it stands now: what ``apx intents show`` prints."""
+
+    seq: int
+    record: IntentRecord
+    status: Status
+    decision: Decision | None
+    events: tuple[Event, ...] = field(default=())
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecentIntent:
+    """The facts admission needs about an earlier intent."""
+
+    id: str
+    tenant: str
+    agent: str
+    dedupe_key: str
+    status: Status
+    received_at: datetime
+    targets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class BreakerState:
+    """A circuit breaker for one tenant + environment.
+
+    ``count_from`` is when the deploy count restarted: the last human reset or
+    the end of the last cool-down. Deploys before it never count again.
+    """
+
+    tenant: str
+    environment: str
+    open: bool
+    opened_at: datetime | None = None
+    closes_at: datetime | None = None
+    reason: str = ""
+    tripped_by: str | None = None
+    count_from: datetime | None = None
+    reset_at: datetime | None = None
+    reset_by: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class IntentQuery:
+    """Filters of ``apx intents list``; ``None`` means any."""
+
+    agent: str | None = None
+    status: Status | None = None
+    environment: str | None = None
+    tenant: str | None = None
+    target: str | None = None
+    trace_id: str | None = None
+    since: datetime | None = None
+    limit: int = 100
