@@ -27,6 +27,9 @@ def dedupe_key(*, tenant: str, environment: str, changes: Sequence[Mapping[str, 
     return hashlib.sha256(canonical_json(payload)).hexdigest()
 
 
+_SAFE_INT = 2**53
+
+
 def _normalise(value: Any) -> Any:
     # RFC 8785 serialises 1.0 as "1" already; integral floats beyond 2**53 and
     # YAML's tuples/dates need help to become plain JSON values first.
@@ -34,8 +37,16 @@ def _normalise(value: Any) -> Any:
         return {str(k): _normalise(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_normalise(v) for v in value]
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
-        return int(value)
-    if isinstance(value, bool | int | float | str) or value is None:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return repr(value)  # JSON has no NaN/inf; YAML does (.nan, .inf)
+        if value.is_integer() and abs(value) < _SAFE_INT:
+            return int(value)
+        return value
+    if isinstance(value, int):
+        # JSON numbers are IEEE doubles: beyond 2**53 a value cannot round-trip,
+        # so RFC 8785 refuses it. Keep such integers exact, as decimal text.
+        return value if abs(value) < _SAFE_INT else f"{value}"
     return str(value)

@@ -173,4 +173,6 @@ class Intent(_Frozen):
 
     def changes_document(self) -> list[dict[str, Any]]:
         """The changes as plain data: what dedupe canonicalises and the log stores."""
-        return [c.model_dump(mode="json", exclude_none=True, exclude_defaults=True) for c in self.spec.changes]
+        return [
+            c.model_dump(mode="json", exclude_none=True, exclude_defaults=True) for c in self.spec.changes
+        ]

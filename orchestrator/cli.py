@@ -1,0 +1,376 @@
+"""The ``apx`` command line.
+
+Commands import the orchestrator lazily, so ``apx --help`` stays fast.
+:func:`main` is the one place that turns errors and decisions into exit
+codes: 0 accepted, 1 rejected, 2 bad input or usage, 3 held by admission,
+4 internal failure.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import click
+import typer
+
+from orchestrator.errors import ApxError, BadInput, InternalError, NotFound
+
+if TYPE_CHECKING:
+    from orchestrator.bootstrap import App
+    from orchestrator.decision import Decision
+    from orchestrator.records import IntentView
+
+app = typer.Typer(
+    name="apx",
+    help="APX: agents propose configuration changes; apx decides, applies and records them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+intents_app = typer.Typer(help="Query the intent log.", no_args_is_help=True)
+breakers_app = typer.Typer(help="See and reset circuit breakers.", no_args_is_help=True)
+app.add_typer(intents_app, name="intents")
+app.add_typer(breakers_app, name="breakers")
+
+HomeOption = Annotated[
+    Path | None,
+    typer.Option("--home", envvar="APX_HOME", help="The APX home (default ./.apx).", show_default=False),
+]
+
+
+class Output(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def _app(home: Path | None) -> App:
+    from orchestrator.bootstrap import build
+
+    return build(home or Path(".apx"))
+
+
+def _out(text: str = "") -> None:
+    typer.echo(text)
+
+
+# -- init / submit / drain ---------------------------------------------------------
+
+
+@app.command()
+def init(
+    home: HomeOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing installation.")] = False,
+) -> None:
+    """Create an APX home: settings, intent log, seeded config repo, signing key."""
+    from orchestrator.home import init_home
+
+    target = home or Path(".apx")
+    made = init_home(target, force=force)
+    _out(f"Initialised APX home {target.resolve()}")
+    for item in made:
+        _out(f"  {item.what:<58} {item.path}")
+    _out(f"Next: apx submit examples/optimizer-scale-checkout.yaml --agent optimizer --home {target}")
+
+
+@app.command()
+def submit(
+    file: Annotated[str, typer.Argument(help="Intent file (YAML or JSON), or - for stdin.")],
+    agent: Annotated[str, typer.Option("--agent", help="The submitting agent.")],
+    env: Annotated[str | None, typer.Option("--env", help="Override spec.environment.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decision as one JSON object.")] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once admitted (status queued).")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Submit an intent and print the decision."""
+    from orchestrator.parsing import parse_intent
+
+    application = _app(home)
+    source = "<stdin>" if file == "-" else file
+    try:
+        data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except OSError as exc:
+        raise BadInput(f"{file}: cannot read: {exc.strerror}") from exc
+    limit = application.settings.admission.max_intent_bytes
+    intent = parse_intent(data, source=source, max_bytes=limit)
+    if env is not None:
+        intent = intent.model_copy(update={"spec": intent.spec.model_copy(update={"environment": env})})
+    decision = application.orchestrator.submit(intent, agent=agent, wait=not no_wait)
+    if as_json:
+        _out(decision.model_dump_json())
+    else:
+        _print_decision(decision)
+    raise typer.Exit(decision.exit_code)
+
+
+@app.command()
+def drain(
+    env: Annotated[list[str] | None, typer.Option("--env", help="Only this environment.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Decide every queued intent now (what a running server does continuously)."""
+    application = _app(home)
+    for environment in env or list(application.settings.environments):
+        for decision in application.orchestrator.drain(environment):
+            _out(decision.summary())
+
+
+def _print_decision(decision: Decision) -> None:
+    _out(decision.summary())
+    for reason in decision.reasons[1:]:
+        _out(f"  reason: {reason}")
+    for check in decision.checks:
+        mark = "pass" if check.passed else "FAIL"
+        _out(f"  check {check.name}: {mark}")
+        for message in check.messages:
+            _out(f"    - {message}")
+    if decision.commit:
+        _out(f"  commit: {decision.commit}")
+    if decision.pr:
+        _out(f"  pr: {decision.pr.id} ({decision.pr.branch} → {decision.pr.base})")
+    if decision.rollback:
+        _out(f"  rollback: {decision.rollback.git}")
+    _out(f"  trace: {decision.trace_id}")
+
+
+# -- intents -------------------------------------------------------------------------
+
+
+def parse_since(text: str, *, now: datetime) -> datetime:
+    """A duration ago (``10m``) or an ISO timestamp (naive means UTC)."""
+    from orchestrator.settings import parse_duration
+
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise BadInput(
+            f"--since {text!r}: use a duration such as 10m or a timestamp such as 2026-01-31T12:00"
+        ) from exc
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+@intents_app.command("list")
+def intents_list(
+    agent: Annotated[str | None, typer.Option(help="Submitted by this agent.")] = None,
+    status: Annotated[str | None, typer.Option(help="With this status.")] = None,
+    env: Annotated[str | None, typer.Option("--env", help="In this environment.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="For this tenant.")] = None,
+    target: Annotated[str | None, typer.Option(help="Changing this resource (KIND/NAME).")] = None,
+    trace: Annotated[str | None, typer.Option(help="With this trace id.")] = None,
+    since: Annotated[str | None, typer.Option(help="Received since (10m, 2h, or a timestamp).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000, help="At most this many, newest first.")] = 100,
+    output: Annotated[Output, typer.Option("-o", "--output", help="table, json or csv.")] = Output.table,
+    home: HomeOption = None,
+) -> None:
+    """List intents, newest first."""
+    from orchestrator.decision import Status
+    from orchestrator.intent import ResourceKey
+    from orchestrator.records import IntentQuery
+
+    try:
+        wanted = Status(status) if status else None
+    except ValueError:
+        raise BadInput(f"--status {status!r}: use one of {', '.join(s.value for s in Status)}") from None
+    if target:
+        try:
+            target = str(ResourceKey.parse(target))
+        except ValueError as exc:
+            raise BadInput(f"--target: {exc}") from None
+    application = _app(home)
+    query = IntentQuery(
+        agent=agent,
+        status=wanted,
+        environment=env,
+        tenant=tenant,
+        target=target,
+        trace_id=trace,
+        since=parse_since(since, now=datetime.now(UTC)) if since else None,
+        limit=limit,
+    )
+    rows = [_row(v) for v in application.store.query(query)]
+    if output is Output.json:
+        _out(json.dumps(rows, indent=2))
+    elif output is Output.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(_ROW_FIELDS), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        _table(rows)
+
+
+_ROW_FIELDS = ("id", "received_at", "status", "agent", "tenant", "environment", "targets", "reason", "ref")
+
+
+def _row(view: IntentView) -> dict[str, Any]:
+    d = view.decision
+    ref = (d.commit or "")[:12] if d and d.commit and not d.pr else (d.pr.id if d and d.pr else "")
+    return {
+        "id": view.record.id,
+        "received_at": view.record.received_at.isoformat(timespec="seconds"),
+        "status": view.status.value,
+        "agent": view.record.agent,
+        "tenant": view.record.tenant,
+        "environment": view.record.environment,
+        "targets": " ".join(view.record.targets),
+        "reason": (d.reasons[0] if d and d.reasons else ""),
+        "ref": ref,
+    }
+
+
+def _table(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_lines=False)
+    for name in _ROW_FIELDS:
+        table.add_column(name, overflow="fold", max_width=60 if name == "reason" else None)
+    for row in rows:
+        table.add_row(*(str(row[k]) for k in _ROW_FIELDS))
+    Console(width=200).print(table)
+    if not rows:
+        _out("no intents match")
+
+
+@intents_app.command("show")
+def intents_show(
+    intent_id: Annotated[str, typer.Argument(metavar="ID", help="The intent id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Show one intent: the intent, its timeline, checks, commit or PR."""
+    application = _app(home)
+    view = application.store.get(intent_id)
+    if view is None:
+        raise NotFound(f"no intent {intent_id!r}")
+    record = view.record
+    if as_json:
+        _out(
+            json.dumps(
+                {
+                    "intent": record.document,
+                    "id": record.id,
+                    "agent": record.agent,
+                    "status": view.status.value,
+                    "base_revision": record.base_revision,
+                    "timeline": [
+                        {"status": e.status.value, "at": e.at.isoformat(), "reasons": list(e.reasons)}
+                        for e in view.events
+                    ],
+                    "decision": view.decision.model_dump(mode="json") if view.decision else None,
+                },
+                indent=2,
+            )
+        )
+        return
+    import yaml
+
+    _out(f"intent {record.id}  ({view.status.value})")
+    _out(f"  agent: {record.agent}   tenant: {record.tenant}   environment: {record.environment}")
+    _out(f"  trace: {record.trace_id}   base revision: {record.base_revision[:12]}")
+    if record.caused_by:
+        _out(f"  caused by: {record.caused_by}")
+    _out("timeline:")
+    for event in view.events:
+        tail = f"  {event.reasons[0]}" if event.reasons else ""
+        _out(f"  {event.at.isoformat(timespec='milliseconds')}  {event.status.value}{tail}")
+    if view.decision:
+        _print_decision(view.decision)
+        for path, diff in view.decision.diff.items():
+            _out(f"diff {path}:")
+            _out(diff.rstrip("\n"))
+    _out("intent:")
+    _out(yaml.safe_dump(record.document, sort_keys=False).rstrip("\n"))
+
+
+# -- breakers ------------------------------------------------------------------------
+
+
+@breakers_app.command("list")
+def breakers_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Every breaker that has tripped, open or closed."""
+    from dataclasses import asdict
+
+    application = _app(home)
+    states = application.orchestrator.breakers()
+    if as_json:
+        _out(json.dumps([asdict(s) for s in states], default=str, indent=2))
+        return
+    if not states:
+        _out("no breakers have tripped")
+    for s in states:
+        state = "OPEN" if s.open else "closed"
+        _out(f"{s.tenant}/{s.environment}: {state}")
+        if s.open:
+            _out(f"  since {s.opened_at}, until {s.closes_at} unless reset: {s.reason}")
+        elif s.reset_by:
+            _out(f"  reset by {s.reset_by} at {s.reset_at}")
+
+
+@breakers_app.command("reset")
+def breakers_reset(
+    tenant: Annotated[str, typer.Option(help="The tenant.")],
+    env: Annotated[str, typer.Option("--env", help="The environment.")],
+    by: Annotated[str, typer.Option(help="Who resets it (recorded).", envvar="USER")] = "operator",
+    home: HomeOption = None,
+) -> None:
+    """Close a breaker (a human decision); its deploy count restarts now."""
+    application = _app(home)
+    state = application.orchestrator.reset_breaker(tenant=tenant, environment=env, by=by)
+    _out(f"{state.tenant}/{state.environment}: closed by {by}")
+
+
+# -- demo ----------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    home: Annotated[Path, typer.Option("--home", help="Where to make the demo's home.")] = Path(".apx-demo"),
+) -> None:
+    """Init a fresh home and run example intents through the pipeline, printing each decision."""
+    from orchestrator.demo import run_demo
+
+    raise typer.Exit(run_demo(home, echo=_out))
+
+
+# -- entry point -----------------------------------------------------------------------
+
+
+def exit_code_for(error: ApxError) -> int:
+    if isinstance(error, BadInput | NotFound):
+        return 2
+    if isinstance(error, InternalError):
+        return 4
+    return 4
+
+
+def main() -> None:
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(prog_name="apx", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = 2
+    except click.exceptions.Abort:
+        code = 130
+    except ApxError as exc:
+        typer.echo(f"apx: {exc.message}", err=True)
+        code = exit_code_for(exc)
+    except Exception as exc:  # the last line of defence: one sentence, exit 4, no traceback
+        typer.echo(f"apx: internal error: {type(exc).__name__}: {exc}", err=True)
+        code = 4
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,183 @@
+"""``apx demo``: the pipeline end to end on the embedded default, in seconds.
+
+It makes a fresh home (SQLite, a local git repo), then plays a short story
+of agent intents against the seeded tenant and prints what happened to each:
+an applied dev change, a duplicate, a rate-limited retry, a rejection by
+schema and by reference, a prod PR, two concurrent proposals sequenced into
+one apply and one conflict, and the circuit breaker tripping. Every intent is
+a real submission through :class:`~orchestrator.pipeline.Orchestrator`.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.bootstrap import build
+from orchestrator.decision import Decision, Status
+from orchestrator.home import init_home
+from orchestrator.intent import Intent
+from orchestrator.seed import seed_files
+
+
+def _intent(environment: str, rationale: str, *changes: tuple[str, dict[str, Any]]) -> Intent:
+    return Intent.model_validate(
+        {
+            "apiVersion": "apx/v1",
+            "kind": "Intent",
+            "metadata": {"tenant": "acme"},
+            "spec": {
+                "environment": environment,
+                "rationale": rationale,
+                "changes": [{"action": a, "resource": r} for a, r in changes],
+            },
+        }
+    )
+
+
+def run_demo(home: Path, *, echo: Callable[[str], None]) -> int:
+    """Run the story; return 0 when every step ended as the story expects."""
+    init_home(home, force=True)
+    app = build(home)
+    seed = {path: yaml.safe_load(text) for path, text in seed_files().items()}
+
+    def edited(path: str, **spec: Any) -> dict[str, Any]:
+        doc = copy.deepcopy(seed[path])
+        doc["spec"].update(spec)
+        return doc
+
+    pool = "WorkerPool/checkout.yaml"
+    refunds_route = copy.deepcopy(seed["Route/payments-v1-refunds.yaml"])
+    refunds_route["metadata"]["name"] = "payments-v2-refunds"
+    refunds_route["spec"].update(path="/v2/refunds", canary={"weight": 5})
+    orphan = copy.deepcopy(refunds_route)
+    orphan["metadata"]["name"] = "refunds-beta"
+    orphan["spec"].update(path="/beta/refunds", product="refunds-api")
+    edge = copy.deepcopy(seed["NetworkPolicy/edge.yaml"])
+    edge["spec"]["ingress"] = edge["spec"]["ingress"][:1]
+
+    scale_up = _intent("dev", "p95 over SLO for 5m on checkout", ("update", edited(pool, replicas=6)))
+    orchestrator = app.orchestrator
+    steps: list[tuple[str, str, Status, Callable[[], Decision]]] = [
+        (
+            "optimizer scales checkout 4→6 in dev",
+            "optimizer",
+            Status.APPLIED,
+            lambda: orchestrator.submit(scale_up, agent="optimizer"),
+        ),
+        (
+            "optimizer sends the same proposal again",
+            "optimizer",
+            Status.DUPLICATE,
+            lambda: orchestrator.submit(scale_up, agent="optimizer"),
+        ),
+        (
+            "optimizer wants 8 replicas a minute later",
+            "optimizer",
+            Status.RATE_LIMITED,
+            lambda: orchestrator.submit(
+                _intent("dev", "still over SLO", ("update", edited(pool, replicas=8))), agent="optimizer"
+            ),
+        ),
+        (
+            "builder emits replicas above maxReplicas",
+            "builder",
+            Status.REJECTED,
+            lambda: orchestrator.submit(
+                _intent("dev", "scale for launch", ("update", edited(pool, replicas=500))), agent="builder"
+            ),
+        ),
+        (
+            "builder routes to a product that does not exist",
+            "builder",
+            Status.REJECTED,
+            lambda: orchestrator.submit(_intent("dev", "beta refunds", ("create", orphan)), agent="builder"),
+        ),
+        (
+            "builder exposes /v2/refunds with a 5% canary",
+            "builder",
+            Status.APPLIED,
+            lambda: orchestrator.submit(
+                _intent("dev", "expose v2 refunds", ("create", refunds_route)), agent="builder"
+            ),
+        ),
+        (
+            "security drops 192.168.0.0/16 from edge in prod",
+            "security",
+            Status.PR_OPEN,
+            lambda: orchestrator.submit(
+                _intent("prod", "unused private range", ("update", edge)), agent="security"
+            ),
+        ),
+    ]
+    results: list[tuple[str, str, Status, Decision]] = []
+    for title, agent, expected, run in steps:
+        results.append((title, agent, expected, run()))
+
+    # Two agents propose at once from the same head: both are queued, then
+    # decided in arrival order; the second no longer fits and is a conflict.
+    first = orchestrator.submit(
+        _intent("dev", "autoscaler: queue depth", ("update", edited(pool, replicas=10))),
+        agent="autoscaler",
+        wait=False,
+    )
+    second = orchestrator.submit(
+        _intent("dev", "cost: night hours", ("update", edited(pool, replicas=3))), agent="cost", wait=False
+    )
+    orchestrator.drain("dev")
+    for title, agent, expected, queued in (
+        ("autoscaler sets 10 replicas (queued first)", "autoscaler", Status.APPLIED, first),
+        ("cost agent sets 3 replicas at the same time", "cost", Status.REJECTED, second),
+    ):
+        view = app.store.get(queued.intent_id)
+        assert view is not None and view.decision is not None
+        results.append((title, agent, expected, view.decision))
+
+    results.append(
+        (
+            "a fourth agent deploy to acme/dev within 15m",
+            "security",
+            Status.CIRCUIT_OPEN,
+            orchestrator.submit(
+                _intent(
+                    "dev",
+                    "healthz leaks build info",
+                    ("update", edited("Route/payments-healthz.yaml", auth="required")),
+                ),
+                agent="security",
+            ),
+        )
+    )
+
+    ok = True
+    for title, agent, expected, decision in results:
+        good = decision.status is expected
+        ok &= good
+        echo(f"{'✓' if good else '✗'} {title}")
+        echo(
+            f"    {agent}: {decision.status.value}"
+            + (f" — {decision.reasons[0]}" if decision.reasons else "")
+        )
+        if decision.commit and decision.status is Status.APPLIED:
+            echo(
+                f"    signed commit {decision.commit[:12]} on {app.settings.branch_of(decision.environment)}"
+            )
+        if decision.pr:
+            echo(f"    PR {decision.pr.id}: branch {decision.pr.branch}; prod untouched")
+
+    verified = subprocess.run(
+        ["git", "-C", str(app.settings.repo_path), "verify-commit", "dev"], capture_output=True, text=True
+    )
+    echo(
+        f"{'✓' if verified.returncode == 0 else '✗'} git verify-commit dev: "
+        f"{'good signature' if verified.returncode == 0 else verified.stderr.strip()}"
+    )
+    ok &= verified.returncode == 0
+    echo("")
+    echo(f"Home: {home}  ·  try: apx intents list --home {home}  ·  apx breakers list --home {home}")
+    return 0 if ok else 1

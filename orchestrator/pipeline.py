@@ -1,0 +1,389 @@
+"""The pipeline: from an arriving intent to a recorded decision.
+
+Two phases, both under the environment's lock:
+
+1. **Admit** (:meth:`Orchestrator.submit`): mint ids, run dedupe, rate limit and
+   breaker (:mod:`orchestrator.admission`) and record the intent — held, or
+   ``queued``. One write, so refused intents are cheap.
+2. **Decide** (:meth:`Orchestrator.drain`): take the environment's queued
+   intents in arrival order and run each through a langgraph graph —
+   ``sequence`` (merge onto the branch as it is now, or refuse a conflict) →
+   ``validate`` (the validator chain) → ``route`` (signed commit in an ``auto``
+   environment, signed PR branch in a ``pr`` one). The graph is deliberately
+   coarse: three nodes, no checkpointer on this hot path; durability comes from
+   the intent log (a crash leaves the intent ``queued`` and the next drain
+   decides it).
+
+A synchronous submit is "admit, then drain up to my intent"; ``--no-wait``
+stops after admitting. Unexpected errors become a ``failed`` decision with
+the reason — never a silent drop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol, TypedDict
+
+import structlog
+from langgraph.graph import END, START, StateGraph
+
+from orchestrator import admission
+from orchestrator.canonical import dedupe_key
+from orchestrator.changeset import Plan, Refusal, change_summary, parse_environment, plan
+from orchestrator.clock import Clock
+from orchestrator.decision import Check, Decision, PullRequestRef, Rollback, Status
+from orchestrator.errors import ApxError, BadInput, BranchMoved, NotFound, UnknownEnvironment
+from orchestrator.ids import new_intent_id, new_trace_id
+from orchestrator.intent import Intent, check_name
+from orchestrator.logs import get_logger
+from orchestrator.ports import BreakerStore, ConfigRepo, EnvironmentLock, IntentStore, Snapshot
+from orchestrator.records import BreakerState, IntentRecord, IntentView
+from orchestrator.settings import Settings
+from validators import ValidationContext, Validator, run_chain
+
+log = get_logger("apx.pipeline")
+
+
+class Store(IntentStore, BreakerStore, Protocol):
+    """The intent log and the breakers, kept in one database."""
+
+
+class _State(TypedDict, total=False):
+    view: IntentView
+    intent: Intent
+    head: str
+    current: Snapshot
+    plan: Plan
+    checks: list[Check]
+    decision: Decision
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        repo: ConfigRepo,
+        lock: EnvironmentLock,
+        clock: Clock,
+        validators: Sequence[Validator],
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._repo = repo
+        self._lock = lock
+        self._clock = clock
+        self._validators = list(validators)
+        self._graph = self._build_graph()
+
+    # -- phase 1: admit ---------------------------------------------------------
+
+    def submit(self, intent: Intent, *, agent: str, wait: bool = True) -> Decision:
+        """Record ``intent`` from ``agent`` and, unless ``wait`` is False, decide it."""
+        environment = intent.environment
+        if environment not in self._settings.environments:
+            known = ", ".join(sorted(self._settings.environments))
+            raise UnknownEnvironment(f"environment {environment!r} is not configured (configured: {known})")
+        try:
+            check_name(agent, "agent")
+        except ValueError as exc:
+            raise BadInput(str(exc)) from exc
+        branch = self._settings.branch_of(environment)
+        # What the agent saw: its own statement, or the branch as the intent arrives.
+        base = intent.metadata.baseRevision or self._repo.head(branch)
+        if base is None:
+            raise UnknownEnvironment(
+                f"the config repo has no branch {branch!r} for environment {environment!r}"
+            )
+        if intent.metadata.baseRevision:
+            try:
+                self._repo.read(base)
+            except ApxError as exc:
+                raise BadInput(f"metadata.baseRevision {base!r} is not a commit of the config repo") from exc
+
+        rules = self._settings.admission
+        started = time.perf_counter()
+        with self._lock.hold(environment):
+            now = self._clock.now()
+            record = IntentRecord(
+                id=new_intent_id(now),
+                trace_id=new_trace_id(),
+                tenant=intent.tenant,
+                environment=environment,
+                agent=agent,
+                caused_by=intent.metadata.causedBy,
+                dedupe_key=dedupe_key(
+                    tenant=intent.tenant, environment=environment, changes=intent.changes_document()
+                ),
+                base_revision=base,
+                received_at=now,
+                document=intent.model_dump(mode="json", exclude_none=True),
+                targets=tuple(str(t) for t in intent.targets),
+            )
+            structlog.contextvars.bind_contextvars(intent_id=record.id, trace_id=record.trace_id)
+            try:
+                verdict = admission.admit(
+                    admission.Candidate(
+                        intent_id=record.id,
+                        tenant=record.tenant,
+                        environment=environment,
+                        agent=agent,
+                        dedupe_key=record.dedupe_key,
+                    ),
+                    recent=self._store.recent(environment=environment, since=now - admission.lookback(rules)),
+                    breaker=self._store.breaker(tenant=record.tenant, environment=environment),
+                    settings=rules,
+                    now=now,
+                )
+                if verdict.admitted:
+                    self._store.receive(record, status=Status.QUEUED, decision=None)
+                else:
+                    held = self._decision(
+                        record,
+                        status=verdict.status,
+                        reasons=list(verdict.reasons),
+                        duplicate_of=verdict.duplicate_of,
+                    )
+                    self._store.receive(record, status=verdict.status, decision=held)
+                if verdict.breaker is not None:
+                    self._store.save_breaker(verdict.breaker)
+                if verdict.tripped and verdict.breaker is not None:
+                    self._alert_breaker(verdict.breaker)
+                if not verdict.admitted:
+                    self._log_decision(held, started=started)
+                    return held
+                if wait:
+                    self._drain_locked(environment, until=record.id)
+            finally:
+                structlog.contextvars.unbind_contextvars("intent_id", "trace_id")
+        view = self._store.get(record.id)
+        assert view is not None
+        return view.decision or self._decision(record, status=view.status, reasons=[])
+
+    # -- phase 2: decide --------------------------------------------------------
+
+    def drain(self, environment: str) -> list[Decision]:
+        """Decide every queued intent of ``environment``, oldest first."""
+        with self._lock.hold(environment):
+            return self._drain_locked(environment, until=None)
+
+    def _drain_locked(self, environment: str, *, until: str | None) -> list[Decision]:
+        decided = []
+        for view in self._store.pending(environment=environment):
+            decided.append(self._decide(view))
+            if view.record.id == until:
+                break
+        return decided
+
+    def _decide(self, view: IntentView) -> Decision:
+        started = time.perf_counter()
+        structlog.contextvars.bind_contextvars(intent_id=view.record.id, trace_id=view.record.trace_id)
+        try:
+            try:
+                state = self._graph.invoke({"view": view})
+            except BranchMoved:
+                # Someone wrote the branch outside our lock: plan again on the new head, once.
+                state = self._graph.invoke({"view": view})
+            decision: Decision = state["decision"]
+        except Exception as exc:  # never a silent drop: record what went wrong
+            log.exception("intent.failed")
+            decision = self._decision(
+                view.record,
+                status=Status.FAILED,
+                reasons=[f"internal error while deciding: {type(exc).__name__}: {exc}"],
+            )
+        finally:
+            structlog.contextvars.unbind_contextvars("intent_id", "trace_id")
+        self._store.decide(decision, pr=decision.pr)
+        self._log_decision(decision, started=started, trace_id=view.record.trace_id, intent_id=view.record.id)
+        return decision
+
+    def _build_graph(self) -> Any:
+        graph = StateGraph(_State)
+        graph.add_node("sequence", self._sequence)
+        graph.add_node("validate", self._validate)
+        graph.add_node("route", self._route)
+        graph.add_edge(START, "sequence")
+        graph.add_conditional_edges("sequence", _next_unless_decided("validate"), ["validate", END])
+        graph.add_conditional_edges("validate", _next_unless_decided("route"), ["route", END])
+        graph.add_edge("route", END)
+        return graph.compile()
+
+    def _sequence(self, state: _State) -> _State:
+        view = state["view"]
+        record = view.record
+        intent = Intent.model_validate(record.document)
+        head = self._repo.head(self._settings.branch_of(record.environment))
+        if head is None:
+            raise NotFound(f"branch for {record.environment} disappeared")
+        current = self._repo.read(head)
+        current_env = parse_environment(current.files)
+        base_env = (
+            current_env
+            if record.base_revision == head
+            else parse_environment(self._repo.read(record.base_revision).files)
+        )
+        result = plan(intent, base=base_env, current=current_env, current_files=current.files)
+        if isinstance(result, Refusal):
+            prefix = "conflict: " if result.conflict else ""
+            check = Check(name="sequence", passed=False, messages=result.reasons)
+            return {
+                "intent": intent,
+                "decision": self._decision(
+                    record,
+                    status=Status.REJECTED,
+                    reasons=[prefix + r for r in result.reasons],
+                    checks=[check],
+                ),
+            }
+        return {"intent": intent, "head": head, "current": current, "plan": result}
+
+    def _validate(self, state: _State) -> _State:
+        record, intent, planned = state["view"].record, state["intent"], state["plan"]
+        current_env = parse_environment(state["current"].files)
+        ctx = ValidationContext(
+            intent=intent,
+            agent=record.agent,
+            before=current_env,
+            after=planned.after,
+            changed=planned.changed,
+        )
+        checks = [
+            Check(name="sequence", passed=True, messages=planned.notes),
+            *run_chain(self._validators, ctx),
+        ]
+        reasons = [m for c in checks if not c.passed for m in (c.messages or [f"{c.name} check failed"])]
+        if not planned.files:
+            reasons.append("no change: every resource already has the proposed content")
+        if reasons:
+            decision = self._decision(
+                record, status=Status.REJECTED, reasons=reasons, checks=checks, diff=planned.diff
+            )
+            return {"checks": checks, "decision": decision}
+        return {"checks": checks}
+
+    def _route(self, state: _State) -> _State:
+        record, intent, planned = state["view"].record, state["intent"], state["plan"]
+        env = self._settings.environments[record.environment]
+        branch = self._settings.branch_of(record.environment)
+        message = _commit_message(record, intent)
+        common = {"checks": state["checks"], "diff": planned.diff, "reasons": planned.notes}
+        if env.mode == "auto":
+            commit = self._repo.commit(
+                branch=branch, parent=state["head"], files=planned.files, message=message
+            )
+            return {
+                "decision": self._decision(
+                    record,
+                    status=Status.APPLIED,
+                    commit=commit,
+                    rollback=_rollback(commit, branch, planned),
+                    **common,
+                )
+            }
+        pr_branch = f"apx/{record.id}"
+        commit = self._repo.commit(
+            branch=pr_branch, parent=state["head"], files=planned.files, message=message
+        )
+        pr = PullRequestRef(
+            id="pr-" + record.id.removeprefix("in-"), branch=pr_branch, base=branch, head=commit
+        )
+        needs = env.approvals
+        reasons = [f"{branch} changes need {needs} human approval(s): review PR {pr.id}", *planned.notes]
+        return {
+            "decision": self._decision(
+                record,
+                status=Status.PR_OPEN,
+                commit=commit,
+                pr=pr,
+                rollback=_rollback(commit, branch, planned),
+                checks=state["checks"],
+                diff=planned.diff,
+                reasons=reasons,
+            )
+        }
+
+    # -- breakers ---------------------------------------------------------------
+
+    def breakers(self) -> list[BreakerState]:
+        return self._store.breakers()
+
+    def reset_breaker(self, *, tenant: str, environment: str, by: str) -> BreakerState:
+        """A human closes a breaker; the deploy count starts again from now."""
+        with self._lock.hold(environment):
+            state = self._store.breaker(tenant=tenant, environment=environment)
+            if state is None:
+                raise NotFound(f"there is no breaker for {tenant}/{environment}")
+            closed = admission.reset(state, by=by, now=self._clock.now())
+            self._store.save_breaker(closed)
+        log.info("breaker.reset", tenant=tenant, environment=environment, by=by, was_open=state.open)
+        return closed
+
+    def _alert_breaker(self, state: BreakerState) -> None:
+        log.warning(
+            "breaker.tripped",
+            alert=True,
+            tenant=state.tenant,
+            environment=state.environment,
+            reason=state.reason,
+            closes_at=state.closes_at.isoformat() if state.closes_at else None,
+        )
+
+    # -- helpers ----------------------------------------------------------------
+
+    def _decision(
+        self, record: IntentRecord, *, status: Status, reasons: list[str], **fields: Any
+    ) -> Decision:
+        return Decision(
+            intent_id=record.id,
+            trace_id=record.trace_id,
+            status=status,
+            tenant=record.tenant,
+            environment=record.environment,
+            agent=record.agent,
+            reasons=reasons,
+            decided_at=self._clock.now(),
+            **fields,
+        )
+
+    def _log_decision(self, decision: Decision, *, started: float, **bound: str) -> None:
+        log.info(
+            "intent.decided",
+            **bound,
+            status=decision.status.value,
+            tenant=decision.tenant,
+            environment=decision.environment,
+            agent=decision.agent,
+            reasons=decision.reasons,
+            commit=decision.commit,
+            pr=decision.pr.id if decision.pr else None,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+
+
+def _next_unless_decided(next_node: str) -> Any:
+    def route(state: _State) -> str:
+        return END if "decision" in state else next_node
+
+    return route
+
+
+def _commit_message(record: IntentRecord, intent: Intent) -> str:
+    subject = f"apx: {record.agent} {change_summary(intent.spec.changes)} in {record.environment}"
+    trailers = [f"Intent-Id: {record.id}", f"Trace-Id: {record.trace_id}", f"Agent: {record.agent}"]
+    trailers.append(f"Tenant: {record.tenant}")
+    if record.caused_by:
+        trailers.append(f"Caused-By: {record.caused_by}")
+    body = intent.spec.rationale.strip()
+    return "\n\n".join(p for p in (subject, body, "\n".join(trailers)) if p) + "\n"
+
+
+def _rollback(commit: str, branch: str, planned: Plan) -> Rollback:
+    return Rollback(
+        commit=commit,
+        branch=branch,
+        git=f"git checkout {branch} && git revert --no-edit {commit}",
+        changes=planned.inverse,
+    )

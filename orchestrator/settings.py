@@ -1,0 +1,212 @@
+"""Settings: one pydantic-settings model, read from ``apx.yaml`` and ``APX_*``.
+
+Only the composition root (:mod:`orchestrator.bootstrap`) loads settings; the
+rest of the code is handed the sub-model it needs. Every duration accepts
+``90s``, ``5m``, ``1h``, ``2d`` or a number of seconds, so tests can use
+windows of seconds without a second configuration format.
+
+Precedence, highest first: ``APX_*`` environment variables (nested with
+``__``, e.g. ``APX_ADMISSION__DEDUPE_WINDOW=10s``; ``APX_DATABASE_URL`` is
+honoured as a shortcut), then ``apx.yaml``, then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from orchestrator.errors import BadInput
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``90s``/``5m``/``1h``/``2d``/``250ms`` or a number of seconds → timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    match = _DURATION_RE.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration; use e.g. 90s, 5m, 1h or a number of seconds")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(_Section):
+    #: SQLite file in the home by default (embedded, nothing to run);
+    #: ``postgresql+psycopg://…`` to share one log between several workers.
+    url: str | None = None
+
+
+class RateLimitSettings(_Section):
+    #: Deploys (intents admitted) per agent per environment per ``per``. The
+    #: platform design's default: one deploy per agent per five minutes.
+    deploys: int = Field(default=1, ge=1)
+    per: Duration = timedelta(minutes=5)
+
+
+class BreakerSettings(_Section):
+    #: Agent deploys allowed per tenant+environment within ``window`` before the
+    #: next one trips the breaker (the platform design's "more than 3 in 15 minutes").
+    max_deploys: int = Field(default=3, ge=1)
+    window: Duration = timedelta(minutes=15)
+    #: How long a tripped breaker holds agent intents unless a human resets it.
+    cooldown: Duration = timedelta(minutes=30)
+
+
+class AdmissionSettings(_Section):
+    #: Identical changes (same tenant, environment, canonical changes) within
+    #: this window are duplicates of the earlier intent.
+    dedupe_window: Duration = timedelta(minutes=5)
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    breaker: BreakerSettings = BreakerSettings()
+    #: Intents above this size are refused before parsing (1 MiB).
+    max_intent_bytes: int = Field(default=1 << 20, ge=1024)
+    #: How long a submit waits for another process deciding the same environment.
+    lock_timeout: Duration = timedelta(seconds=60)
+
+
+class PolicySettings(_Section):
+    #: Directory of the Rego bundle; None = the bundle shipped in ``constraints/``.
+    bundle: Path | None = None
+    #: Evaluate on this OPA server instead of in-process.
+    opa_url: str | None = None
+
+
+class EnvironmentSettings(_Section):
+    #: ``auto``: an accepted intent is applied as a signed commit on the branch.
+    #: ``pr``: it becomes a signed PR branch that humans review.
+    mode: Literal["auto", "pr"] = "auto"
+    #: Human approvals a PR needs before it merges (``pr`` mode).
+    approvals: int = Field(default=1, ge=0)
+    #: The config-repo branch; defaults to the environment's name.
+    branch: str | None = None
+
+
+def _default_environments() -> dict[str, EnvironmentSettings]:
+    return {"dev": EnvironmentSettings(mode="auto"), "prod": EnvironmentSettings(mode="pr", approvals=1)}
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    #: ``auto``: JSON lines unless stderr is a terminal.
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(BaseSettings):
+    """Everything of one installation. See ``docs/reference/settings.md``."""
+
+    model_config = SettingsConfigDict(env_prefix="APX_", env_nested_delimiter="__", extra="forbid")
+
+    home: Path = Path(".apx")
+    database: DatabaseSettings = DatabaseSettings()
+    admission: AdmissionSettings = AdmissionSettings()
+    policy: PolicySettings = PolicySettings()
+    environments: dict[str, EnvironmentSettings] = Field(default_factory=_default_environments)
+    log: LogSettings = LogSettings()
+
+    @model_validator(mode="after")
+    def _names(self) -> Settings:
+        if not self.environments:
+            raise ValueError("environments: at least one environment is needed")
+        return self
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{(self.home / 'apx.db').resolve()}"
+
+    @property
+    def repo_path(self) -> Path:
+        return self.home / "config-repo"
+
+    def branch_of(self, environment: str) -> str:
+        return self.environments[environment].branch or environment
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_settings passes apx.yaml's values as init kwargs; APX_* wins over them.
+        return (env_settings, init_settings)
+
+
+def load_settings(home: Path | None = None) -> Settings:
+    """Read ``<home>/apx.yaml`` and the environment; a bad file is one clear BadInput."""
+    home = home or Path(os.environ.get("APX_HOME", ".apx"))
+    overrides: dict[str, Any] = {"home": home}
+    if url := os.environ.get("APX_DATABASE_URL"):
+        overrides["database"] = {"url": url}
+    config = home / "apx.yaml"
+    try:
+        file_values = yaml.safe_load(config.read_text()) if config.exists() else {}
+    except yaml.YAMLError as exc:
+        raise BadInput(f"{config}: not valid YAML: {exc}".replace("\n", " ")) from exc
+    if file_values is not None and not isinstance(file_values, dict):
+        raise BadInput(f"{config}: expected a mapping of settings")
+    values = {**(file_values or {}), **overrides}
+    if "database" in overrides and isinstance((file_values or {}).get("database"), dict):
+        values["database"] = {**file_values["database"], **overrides["database"]}
+    try:
+        return Settings(**values)
+    except ValueError as exc:
+        first = exc.errors()[0] if hasattr(exc, "errors") else None
+        if first:
+            where = ".".join(str(p) for p in first["loc"])
+            raise BadInput(f"{config}: {where}: {first['msg']}") from exc
+        raise BadInput(f"{config}: {exc}") from exc
+
+
+def default_settings_document(home: Path) -> str:
+    """The commented ``apx.yaml`` that ``apx init`` writes."""
+    return f"""\
+# APX settings. Durations: 90s, 5m, 1h or seconds. APX_* variables override
+# (APX_DATABASE_URL, APX_ADMISSION__DEDUPE_WINDOW=10s, ...).
+database:
+  url: sqlite:///{(home / "apx.db").resolve()}
+admission:
+  dedupe_window: 5m
+  rate_limit: {{deploys: 1, per: 5m}}                   # per agent per environment
+  breaker: {{max_deploys: 3, window: 15m, cooldown: 30m}} # per tenant + environment
+policy:
+  bundle: null                                        # default: the bundle shipped in constraints/
+  opa_url: null
+environments:
+  dev:  {{mode: auto}}                                  # auto-apply as a signed commit
+  prod: {{mode: pr, approvals: 1}}                      # signed PR, human approval
+"""

@@ -1,0 +1,601 @@
+"""The intent log and the circuit breakers in SQL: SQLite (WAL) by default, PostgreSQL by URL.
+
+:class:`SqlIntentStore` implements :class:`orchestrator.ports.IntentStore` and
+:class:`orchestrator.ports.BreakerStore`; only :mod:`orchestrator.bootstrap`
+constructs it, through :meth:`SqlIntentStore.open`. This is the one module
+(besides :mod:`orchestrator.migrations`) that imports sqlmodel/sqlalchemy, so
+the core stays free of I/O and the fakes in :mod:`orchestrator.testing` are the
+only other implementation (the contract tests run both).
+
+Choices worth knowing before changing anything here:
+
+* The schema comes from the Alembic migrations, never from ``create_all``;
+  :func:`migrate` runs them. Every CLI command calls it, so it first compares
+  the ``alembic_version`` row with the newest revision file and returns without
+  importing Alembic when they match.
+* SQLite: several processes (``apx serve``, ``apx submit``, the scheduler) write
+  one file. WAL lets readers run beside a writer, ``busy_timeout`` makes a
+  writer wait instead of failing, and writes open with ``BEGIN IMMEDIATE`` so
+  a transaction never starts as a reader and dies upgrading to a writer.
+  pysqlite's own transaction handling is switched off so we control ``BEGIN``.
+* Datetimes go in and come out timezone-aware in UTC on both databases:
+  SQLite keeps no offset, so values are converted to UTC on write and tagged
+  UTC on read; a naive datetime is refused rather than guessed at.
+* The order of arrival is ``seq``, an autoincrementing key. ``pending()`` and
+  ``recent()`` return it ascending, ``query()`` descending.
+* JSON (not JSONB) on PostgreSQL, so a stored intent document keeps the key
+  order its author wrote.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    event,
+    exists,
+    update,
+)
+from sqlalchemy.engine import Connection, CursorResult, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from orchestrator.clock import Clock, SystemClock
+from orchestrator.decision import PENDING, Decision, PullRequestRef, Status
+from orchestrator.errors import ApxError, InternalError, NotFound, StorageError
+from orchestrator.records import (
+    BreakerState,
+    Event,
+    IntentQuery,
+    IntentRecord,
+    IntentView,
+    RecentIntent,
+)
+
+if TYPE_CHECKING:
+    from orchestrator.ports import BreakerStore, IntentStore
+
+__all__ = ["SqlIntentStore", "migrate"]
+
+#: How long a SQLite writer waits for another process's write to finish.
+#: Writes here take milliseconds; 30 s only runs out if something is stuck.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Key of the PostgreSQL advisory lock that serialises concurrent migrations.
+_MIGRATION_LOCK_KEY = 0x41505801  # "APX" + 1
+_MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_REVISION_FILE = re.compile(r"^(\d{4})_\w+\.py$")
+#: SQLite allows 32766 bound parameters; stay far below it in ``IN (...)``.
+_IN_CHUNK = 500
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that is timezone-aware UTC going in and coming out, on every database."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return _utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        # SQLite hands back the naive UTC value we wrote; PostgreSQL an aware
+        # one in the session's time zone.
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()} given to the intent log; use UTC")
+    return value.astimezone(UTC)
+
+
+def _utc_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else _utc(value)
+
+
+# Autoincrementing keys: BIGINT on PostgreSQL, but SQLite only aliases the rowid
+# (and so only autoincrements) for a column declared exactly INTEGER.
+_SEQ = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class IntentRow(SQLModel, table=True):
+    __tablename__ = "intents"
+    __table_args__ = (
+        Index("ix_intents_environment_received_at", "environment", "received_at"),
+        Index("ix_intents_environment_status", "environment", "status"),
+        Index("ix_intents_dedupe_key", "dedupe_key"),
+        Index("ix_intents_agent", "agent"),
+        Index("ix_intents_status", "status"),
+        Index("ix_intents_tenant", "tenant"),
+        Index("ix_intents_trace_id", "trace_id"),
+        UniqueConstraint("id", name="uq_intents_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    seq: int | None = Field(default=None, sa_column=Column(_SEQ, primary_key=True, autoincrement=True))
+    id: str = Field(sa_column=Column(String(64), nullable=False))
+    trace_id: str = Field(sa_column=Column(String(64), nullable=False))
+    tenant: str = Field(sa_column=Column(String(128), nullable=False))
+    environment: str = Field(sa_column=Column(String(128), nullable=False))
+    agent: str = Field(sa_column=Column(String(128), nullable=False))
+    caused_by: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    dedupe_key: str = Field(sa_column=Column(String(128), nullable=False))
+    base_revision: str = Field(sa_column=Column(String(128), nullable=False))
+    received_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    status: str = Field(sa_column=Column(String(32), nullable=False))
+    decided_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    document: dict[str, Any] = Field(sa_column=Column(JSON(), nullable=False))
+    decision: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(), nullable=True))
+    commit: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    pr_id: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
+
+
+class IntentTargetRow(SQLModel, table=True):
+    __tablename__ = "intent_targets"
+    __table_args__ = (Index("ix_intent_targets_target", "target"),)
+
+    intent_id: str = Field(sa_column=Column(String(64), ForeignKey("intents.id"), primary_key=True))
+    #: Keeps the targets in the order the intent lists them.
+    position: int = Field(sa_column=Column(Integer(), primary_key=True, autoincrement=False))
+    target: str = Field(sa_column=Column(String(300), nullable=False))
+
+
+class IntentEventRow(SQLModel, table=True):
+    __tablename__ = "intent_events"
+    __table_args__ = (Index("ix_intent_events_intent_id", "intent_id"), {"sqlite_autoincrement": True})
+
+    id: int | None = Field(default=None, sa_column=Column(_SEQ, primary_key=True, autoincrement=True))
+    intent_id: str = Field(sa_column=Column(String(64), ForeignKey("intents.id"), nullable=False))
+    status: str = Field(sa_column=Column(String(32), nullable=False))
+    at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    reasons: list[str] = Field(sa_column=Column(JSON(), nullable=False))
+
+
+class PullRequestRow(SQLModel, table=True):
+    __tablename__ = "pull_requests"
+    __table_args__ = (Index("ix_pull_requests_intent_id", "intent_id"),)
+
+    id: str = Field(sa_column=Column(String(128), primary_key=True))
+    intent_id: str = Field(sa_column=Column(String(64), ForeignKey("intents.id"), nullable=False))
+    branch: str = Field(sa_column=Column(String(300), nullable=False))
+    base: str = Field(sa_column=Column(String(300), nullable=False))
+    head: str = Field(sa_column=Column(String(128), nullable=False))
+    status: str = Field(sa_column=Column(String(32), nullable=False))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class BreakerRow(SQLModel, table=True):
+    __tablename__ = "breakers"
+
+    tenant: str = Field(sa_column=Column(String(128), primary_key=True))
+    environment: str = Field(sa_column=Column(String(128), primary_key=True))
+    open: bool = Field(sa_column=Column(Boolean(), nullable=False))
+    opened_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    closes_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    reason: str = Field(default="", sa_column=Column(Text(), nullable=False))
+    tripped_by: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
+    count_from: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    reset_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    reset_by: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
+
+
+class SqlIntentStore:
+    """The intent log and breakers in one SQL database (see the module docstring)."""
+
+    def __init__(self, url: str, *, clock: Clock | None = None) -> None:
+        """Connect lazily to ``url``; the schema must already be migrated (see :meth:`open`)."""
+        self._url = url
+        self._clock: Clock = clock or SystemClock()
+        self._engine = _create_engine(url)
+        # Same pool and listeners; connections from it open with BEGIN IMMEDIATE on SQLite.
+        self._writer = self._engine.execution_options(apx_write=True)
+
+    @classmethod
+    def open(cls, url: str, *, migrate: bool = True, clock: Clock | None = None) -> SqlIntentStore:
+        """The store for ``url``, with its schema brought up to date first unless ``migrate=False``."""
+        store = cls(url, clock=clock)
+        if migrate:
+            _migrate(store._engine)
+        return store
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> SqlIntentStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SqlIntentStore({make_url(self._url).render_as_string(hide_password=True)!r})"
+
+    # -- IntentStore ---------------------------------------------------------
+
+    def receive(self, record: IntentRecord, *, status: Status, decision: Decision | None) -> int:
+        at = _utc(record.received_at)
+        decided_at = None if decision is None else _utc(decision.decided_at or at)
+        row = IntentRow(
+            id=record.id,
+            trace_id=record.trace_id,
+            tenant=record.tenant,
+            environment=record.environment,
+            agent=record.agent,
+            caused_by=record.caused_by,
+            dedupe_key=record.dedupe_key,
+            base_revision=record.base_revision,
+            received_at=at,
+            status=status.value,
+            decided_at=decided_at,
+            document=record.document,
+            decision=None if decision is None else decision.model_dump(mode="json"),
+            commit=None if decision is None else decision.commit,
+            pr_id=None if decision is None or decision.pr is None else decision.pr.id,
+        )
+        with self._transaction(f"record intent {record.id}", write=True) as session:
+            session.add(row)
+            session.flush()  # the parent row first: the children reference it
+            session.add_all(
+                IntentTargetRow(intent_id=record.id, position=i, target=target)
+                for i, target in enumerate(record.targets)
+            )
+            reasons = [] if decision is None else list(decision.reasons)
+            session.add(IntentEventRow(intent_id=record.id, status=Status.RECEIVED.value, at=at, reasons=[]))
+            if status is not Status.RECEIVED:
+                session.add(IntentEventRow(intent_id=record.id, status=status.value, at=at, reasons=reasons))
+        assert row.seq is not None
+        return row.seq
+
+    def decide(self, decision: Decision, *, pr: PullRequestRef | None = None) -> None:
+        pr = pr or decision.pr
+        if pr is not None and decision.pr != pr:
+            decision = decision.model_copy(update={"pr": pr})
+        at = _utc(decision.decided_at or self._clock.now())
+        intent_id = decision.intent_id
+        with self._transaction(f"record the decision on {intent_id}", write=True) as session:
+            # One conditional UPDATE is the guard: two deciders racing on either
+            # database cannot both win, and a final decision is never overwritten.
+            result = session.execute(
+                update(IntentRow)
+                .where(col(IntentRow.id) == intent_id, col(IntentRow.status).in_([s.value for s in PENDING]))
+                .values(
+                    status=decision.status.value,
+                    decided_at=at,
+                    decision=decision.model_dump(mode="json"),
+                    commit=decision.commit,
+                    pr_id=None if pr is None else pr.id,
+                )
+            )
+            if cast("CursorResult[Any]", result).rowcount != 1:
+                current = session.exec(select(IntentRow.status).where(col(IntentRow.id) == intent_id)).first()
+                raise _not_pending(intent_id, None if current is None else Status(current))
+            session.add(
+                IntentEventRow(
+                    intent_id=intent_id, status=decision.status.value, at=at, reasons=list(decision.reasons)
+                )
+            )
+            if pr is not None:
+                session.add(
+                    PullRequestRow(
+                        id=pr.id,
+                        intent_id=intent_id,
+                        branch=pr.branch,
+                        base=pr.base,
+                        head=pr.head,
+                        status=pr.status,
+                        created_at=at,
+                    )
+                )
+
+    def get(self, intent_id: str) -> IntentView | None:
+        with self._transaction(f"read intent {intent_id}") as session:
+            row = session.exec(select(IntentRow).where(col(IntentRow.id) == intent_id)).first()
+            return None if row is None else self._views(session, [row])[0]
+
+    def query(self, query: IntentQuery) -> list[IntentView]:
+        stmt = select(IntentRow)
+        for column, value in (
+            (IntentRow.agent, query.agent),
+            (IntentRow.status, None if query.status is None else query.status.value),
+            (IntentRow.environment, query.environment),
+            (IntentRow.tenant, query.tenant),
+            (IntentRow.trace_id, query.trace_id),
+        ):
+            if value is not None:
+                stmt = stmt.where(col(column) == value)
+        if query.since is not None:
+            stmt = stmt.where(col(IntentRow.received_at) >= _utc(query.since))
+        if query.target is not None:
+            stmt = stmt.where(
+                exists().where(
+                    col(IntentTargetRow.intent_id) == col(IntentRow.id),
+                    col(IntentTargetRow.target) == query.target,
+                )
+            )
+        stmt = stmt.order_by(col(IntentRow.seq).desc()).limit(max(query.limit, 0))
+        with self._transaction("query the intent log") as session:
+            return self._views(session, session.exec(stmt).all())
+
+    def recent(self, *, environment: str, since: datetime) -> list[RecentIntent]:
+        stmt = (
+            select(IntentRow)
+            .where(col(IntentRow.environment) == environment, col(IntentRow.received_at) >= _utc(since))
+            .order_by(col(IntentRow.seq))
+        )
+        with self._transaction(f"read recent intents in {environment}") as session:
+            rows = session.exec(stmt).all()
+            targets = self._targets(session, [r.id for r in rows])
+        return [
+            RecentIntent(
+                id=r.id,
+                tenant=r.tenant,
+                agent=r.agent,
+                dedupe_key=r.dedupe_key,
+                status=Status(r.status),
+                received_at=r.received_at,
+                targets=targets.get(r.id, ()),
+            )
+            for r in rows
+        ]
+
+    def pending(self, *, environment: str) -> list[IntentView]:
+        stmt = (
+            select(IntentRow)
+            .where(col(IntentRow.environment) == environment, col(IntentRow.status) == Status.QUEUED.value)
+            .order_by(col(IntentRow.seq))
+        )
+        with self._transaction(f"read pending intents in {environment}") as session:
+            return self._views(session, session.exec(stmt).all())
+
+    # -- BreakerStore --------------------------------------------------------
+
+    def breaker(self, *, tenant: str, environment: str) -> BreakerState | None:
+        with self._transaction(f"read the breaker of {tenant}/{environment}") as session:
+            row = session.get(BreakerRow, (tenant, environment))
+            return None if row is None else _breaker_state(row)
+
+    def save_breaker(self, state: BreakerState) -> None:
+        values = {
+            "tenant": state.tenant,
+            "environment": state.environment,
+            "open": state.open,
+            "opened_at": _utc_or_none(state.opened_at),
+            "closes_at": _utc_or_none(state.closes_at),
+            "reason": state.reason,
+            "tripped_by": state.tripped_by,
+            "count_from": _utc_or_none(state.count_from),
+            "reset_at": _utc_or_none(state.reset_at),
+            "reset_by": state.reset_by,
+        }
+        if self._engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        stmt = insert(BreakerRow).values(values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["tenant", "environment"],
+            set_={k: v for k, v in values.items() if k not in ("tenant", "environment")},
+        )
+        with self._transaction(f"save the breaker of {state.tenant}/{state.environment}", write=True) as s:
+            s.execute(stmt)
+
+    def breakers(self) -> list[BreakerState]:
+        stmt = select(BreakerRow).order_by(col(BreakerRow.tenant), col(BreakerRow.environment))
+        with self._transaction("list breakers") as session:
+            return [_breaker_state(row) for row in session.exec(stmt).all()]
+
+    # -- internals -----------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self, what: str, *, write: bool = False) -> Iterator[Session]:
+        """One transaction; database errors come out as one-line :class:`StorageError`."""
+        try:
+            bind = self._writer if write else self._engine
+            with Session(bind, expire_on_commit=False) as session, session.begin():
+                yield session
+        except SQLAlchemyError as exc:
+            raise StorageError(f"could not {what}: {_one_line(exc)}") from exc
+
+    def _targets(self, session: Session, ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        found: dict[str, list[str]] = {}
+        for chunk in _chunks(ids):
+            stmt = (
+                select(IntentTargetRow)
+                .where(col(IntentTargetRow.intent_id).in_(chunk))
+                .order_by(col(IntentTargetRow.intent_id), col(IntentTargetRow.position))
+            )
+            for t in session.exec(stmt):
+                found.setdefault(t.intent_id, []).append(t.target)
+        return {k: tuple(v) for k, v in found.items()}
+
+    def _views(self, session: Session, rows: Sequence[IntentRow]) -> list[IntentView]:
+        ids = [r.id for r in rows]
+        targets = self._targets(session, ids)
+        events: dict[str, list[Event]] = {}
+        for chunk in _chunks(ids):
+            stmt = (
+                select(IntentEventRow)
+                .where(col(IntentEventRow.intent_id).in_(chunk))
+                .order_by(col(IntentEventRow.id))
+            )
+            for e in session.exec(stmt):
+                events.setdefault(e.intent_id, []).append(
+                    Event(status=Status(e.status), at=e.at, reasons=tuple(e.reasons))
+                )
+        return [
+            IntentView(
+                seq=cast(int, r.seq),
+                record=IntentRecord(
+                    id=r.id,
+                    trace_id=r.trace_id,
+                    tenant=r.tenant,
+                    environment=r.environment,
+                    agent=r.agent,
+                    caused_by=r.caused_by,
+                    dedupe_key=r.dedupe_key,
+                    base_revision=r.base_revision,
+                    received_at=r.received_at,
+                    document=r.document,
+                    targets=targets.get(r.id, ()),
+                ),
+                status=Status(r.status),
+                decision=None if r.decision is None else Decision.model_validate(r.decision),
+                events=tuple(events.get(r.id, ())),
+            )
+            for r in rows
+        ]
+
+
+def _not_pending(intent_id: str, current: Status | None) -> ApxError:
+    """The error for deciding an intent that is unknown or already decided (a bug upstream)."""
+    if current is None:
+        return NotFound(f"intent {intent_id} is not in the intent log", intent_id=intent_id)
+    return InternalError(
+        f"intent {intent_id} is already {current.value}; refusing to overwrite its decision",
+        intent_id=intent_id,
+    )
+
+
+def _breaker_state(row: BreakerRow) -> BreakerState:
+    return BreakerState(
+        tenant=row.tenant,
+        environment=row.environment,
+        open=row.open,
+        opened_at=row.opened_at,
+        closes_at=row.closes_at,
+        reason=row.reason,
+        tripped_by=row.tripped_by,
+        count_from=row.count_from,
+        reset_at=row.reset_at,
+        reset_by=row.reset_by,
+    )
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), _IN_CHUNK):
+        yield items[start : start + _IN_CHUNK]
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# -- engines and migrations ----------------------------------------------------
+
+
+def _create_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        # pre_ping: `apx serve` outlives server restarts and idle-connection reapers.
+        return create_engine(parsed, pool_pre_ping=True)
+    database = parsed.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Autocommit at the driver level: pysqlite would otherwise issue its own
+        # deferred BEGIN, and we need BEGIN IMMEDIATE for writes (see _on_begin).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        write = connection.get_execution_options().get("apx_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def head_revision() -> str:
+    """The newest migration, read from the revision files' names (``0001_intent_log.py`` → ``0001``).
+
+    Reading names instead of loading Alembic keeps :func:`migrate` cheap when
+    there is nothing to do; a test checks Alembic agrees.
+    """
+    revisions = (_REVISION_FILE.match(p.name) for p in (_MIGRATIONS_DIR / "versions").iterdir())
+    return max(m.group(1) for m in revisions if m)
+
+
+def migrate(url: str) -> None:
+    """Bring the database at ``url`` to the newest schema (``alembic upgrade head``).
+
+    Cheap when already up to date; safe when several processes call it on a
+    new database at once (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: an advisory lock).
+    """
+    engine = _create_engine(url)
+    try:
+        _migrate(engine)
+    finally:
+        engine.dispose()
+
+
+def _current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            value = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    except SQLAlchemyError:
+        return None  # no such table yet (or no database): the full path reports real errors
+    return None if value is None else str(value)
+
+
+def _migrate(engine: Engine) -> None:
+    if _current_revision(engine) == head_revision():
+        return
+    # Imported here: Alembic costs ~200 ms to import and is needed once per schema change.
+    from alembic import command
+    from alembic.config import Config
+    from alembic.util import CommandError
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS_DIR).replace("%", "%%"))
+    try:
+        with engine.execution_options(apx_write=True).connect() as conn, conn.begin():
+            # Whoever gets here second waits, then finds the schema at head.
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+    except SQLAlchemyError as exc:
+        raise StorageError(f"could not migrate the intent log: {_one_line(exc)}") from exc
+    except CommandError as exc:
+        # e.g. a database written by a newer apx than this one
+        raise StorageError(f"could not migrate the intent log: {exc}") from exc
+
+
+if TYPE_CHECKING:
+    _intent_store: type[IntentStore] = SqlIntentStore
+    _breaker_store: type[BreakerStore] = SqlIntentStore

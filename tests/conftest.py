@@ -1,0 +1,75 @@
+"""Fixtures every test directory may use: a frozen clock, a PostgreSQL URL, and an intent store.
+
+``store`` runs a test over every implementation of the intent-log ports (the
+in-memory fake, SQLite, PostgreSQL), which is what keeps the fake honest.
+PostgreSQL cases run when ``APX_TEST_DATABASE_URL`` is set (for example
+``postgresql+psycopg://postgres@127.0.0.1:5432/test``) and are skipped otherwise.
+Database libraries are imported inside fixtures so unit tests never pay for them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from orchestrator.testing import FrozenClock, InMemoryIntentStore
+
+if TYPE_CHECKING:
+    from orchestrator.sql_store import SqlIntentStore
+
+T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(T0)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """``APX_TEST_DATABASE_URL`` with its search_path set to a fresh schema, dropped afterwards.
+
+    Every test gets empty tables (and its own ``alembic_version``), so tests are
+    isolated and can run again and again on one server.
+    """
+    base = os.environ.get("APX_TEST_DATABASE_URL")
+    if not base:
+        pytest.skip("set APX_TEST_DATABASE_URL to run against PostgreSQL")
+    from sqlalchemy import create_engine, make_url, pool
+
+    schema = f"apx_test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(base, poolclass=pool.NullPool)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    # A subdirectory that does not exist yet: opening the store must create it.
+    return f"sqlite:///{tmp_path / 'home' / 'apx.db'}"
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, clock: FrozenClock) -> Iterator[InMemoryIntentStore | SqlIntentStore]:
+    """An empty intent store (also the breaker store) of each kind, its clock frozen at ``T0``."""
+    if request.param == "memory":
+        yield InMemoryIntentStore(clock=clock)
+        return
+    from orchestrator.sql_store import SqlIntentStore
+
+    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+    with SqlIntentStore.open(url, clock=clock) as sql:
+        yield sql
