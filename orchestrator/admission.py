@@ -152,7 +152,7 @@ def _breaker(
     if len(deploys) < rules.max_deploys:
         return Admission(status=Status.QUEUED, breaker=changed)
 
-    agents = sorted({r.agent for r in deploys} | {candidate.agent})
+    agents = sorted({r.agent for r in deploys})
     reason = (
         f"{len(deploys)} agent deploys to {where} within {format_duration(rules.window)} "
         f"(limit {rules.max_deploys}) by {', '.join(agents)}"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator import logs
-from orchestrator.clock import SystemClock
+from orchestrator.clock import Clock, SystemClock
 from orchestrator.errors import HomeError
 from orchestrator.git_repo import GitConfigRepo
 from orchestrator.locks import FileEnvironmentLock
@@ -35,7 +35,7 @@ class App:
     orchestrator: Orchestrator
 
 
-def build(home: Path | None = None, *, settings: Settings | None = None) -> App:
+def build(home: Path | None = None, *, settings: Settings | None = None, clock: Clock | None = None) -> App:
     """Wire an installation from its home (``APX_HOME``/``./.apx`` by default)."""
     settings = settings or load_settings(home)
     if not settings.repo_path.exists():
@@ -50,7 +50,7 @@ def build(home: Path | None = None, *, settings: Settings | None = None) -> App:
         store=store,
         repo=repo,
         lock=FileEnvironmentLock(settings.home / "locks", timeout=settings.admission.lock_timeout),
-        clock=SystemClock(),
+        clock=clock or SystemClock(),
         validators=default_validators(),
     )
     return App(settings=settings, store=store, repo=repo, orchestrator=orchestrator)

@@ -191,8 +191,8 @@ def _merge(base: Document, ours: Document, theirs: Document) -> tuple[dict[str, 
     mine = dict(_differences(base, ours))
     later = dict(_differences(base, theirs))
     clashes = [
-        f"{'.'.join(path)} was set to {_show(later[path])} by a later change, "
-        f"while this intent (proposed before it) sets it to {_show(value)}"
+        f"{'.'.join(path)} was set to {_show(later[path])} by a change that landed after this "
+        f"intent was proposed; this intent sets it to {_show(value)}"
         for path, value in mine.items()
         if path in later and later[path] != value
     ]

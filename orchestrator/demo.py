@@ -63,95 +63,72 @@ def run_demo(home: Path, *, echo: Callable[[str], None]) -> int:
 
     scale_up = _intent("dev", "p95 over SLO for 5m on checkout", ("update", edited(pool, replicas=6)))
     orchestrator = app.orchestrator
-    steps: list[tuple[str, str, Status, Callable[[], Decision]]] = [
-        (
-            "optimizer scales checkout 4→6 in dev",
-            "optimizer",
-            Status.APPLIED,
-            lambda: orchestrator.submit(scale_up, agent="optimizer"),
-        ),
-        (
-            "optimizer sends the same proposal again",
-            "optimizer",
-            Status.DUPLICATE,
-            lambda: orchestrator.submit(scale_up, agent="optimizer"),
-        ),
-        (
-            "optimizer wants 8 replicas a minute later",
-            "optimizer",
-            Status.RATE_LIMITED,
-            lambda: orchestrator.submit(
-                _intent("dev", "still over SLO", ("update", edited(pool, replicas=8))), agent="optimizer"
-            ),
-        ),
-        (
-            "builder emits replicas above maxReplicas",
-            "builder",
-            Status.REJECTED,
-            lambda: orchestrator.submit(
-                _intent("dev", "scale for launch", ("update", edited(pool, replicas=500))), agent="builder"
-            ),
-        ),
-        (
-            "builder routes to a product that does not exist",
-            "builder",
-            Status.REJECTED,
-            lambda: orchestrator.submit(_intent("dev", "beta refunds", ("create", orphan)), agent="builder"),
-        ),
-        (
-            "builder exposes /v2/refunds with a 5% canary",
-            "builder",
-            Status.APPLIED,
-            lambda: orchestrator.submit(
-                _intent("dev", "expose v2 refunds", ("create", refunds_route)), agent="builder"
-            ),
-        ),
-        (
-            "security drops 192.168.0.0/16 from edge in prod",
-            "security",
-            Status.PR_OPEN,
-            lambda: orchestrator.submit(
-                _intent("prod", "unused private range", ("update", edge)), agent="security"
-            ),
-        ),
-    ]
     results: list[tuple[str, str, Status, Decision]] = []
-    for title, agent, expected, run in steps:
-        results.append((title, agent, expected, run()))
+
+    def step(title: str, agent: str, expected: Status, intent: Intent) -> None:
+        results.append((title, agent, expected, orchestrator.submit(intent, agent=agent)))
+
+    step("optimizer scales checkout 4→6 in dev", "optimizer", Status.APPLIED, scale_up)
+    step("optimizer sends the same proposal again", "optimizer", Status.DUPLICATE, scale_up)
+    step(
+        "optimizer wants 8 replicas right after",
+        "optimizer",
+        Status.RATE_LIMITED,
+        _intent("dev", "still over SLO", ("update", edited(pool, replicas=8))),
+    )
+    step(
+        "builder emits replicas above maxReplicas",
+        "builder",
+        Status.REJECTED,
+        _intent("dev", "scale for launch", ("update", edited(pool, replicas=500))),
+    )
+    step(
+        "builder routes to a product that does not exist",
+        "builder",
+        Status.REJECTED,
+        _intent("dev", "beta refunds", ("create", orphan)),
+    )
 
     # Two agents propose at once from the same head: both are queued, then
     # decided in arrival order; the second no longer fits and is a conflict.
     first = orchestrator.submit(
-        _intent("dev", "autoscaler: queue depth", ("update", edited(pool, replicas=10))),
+        _intent("dev", "queue depth rising", ("update", edited(pool, replicas=10))),
         agent="autoscaler",
         wait=False,
     )
     second = orchestrator.submit(
-        _intent("dev", "cost: night hours", ("update", edited(pool, replicas=3))), agent="cost", wait=False
+        _intent("dev", "night hours", ("update", edited(pool, replicas=3))), agent="cost", wait=False
     )
     orchestrator.drain("dev")
     for title, agent, expected, queued in (
         ("autoscaler sets 10 replicas (queued first)", "autoscaler", Status.APPLIED, first),
-        ("cost agent sets 3 replicas at the same time", "cost", Status.REJECTED, second),
+        ("cost agent sets 3 replicas at the same moment", "cost", Status.REJECTED, second),
     ):
         view = app.store.get(queued.intent_id)
         assert view is not None and view.decision is not None
         results.append((title, agent, expected, view.decision))
 
-    results.append(
-        (
-            "a fourth agent deploy to acme/dev within 15m",
-            "security",
-            Status.CIRCUIT_OPEN,
-            orchestrator.submit(
-                _intent(
-                    "dev",
-                    "healthz leaks build info",
-                    ("update", edited("Route/payments-healthz.yaml", auth="required")),
-                ),
-                agent="security",
-            ),
-        )
+    step(
+        "builder exposes /v2/refunds with a 5% canary",
+        "builder",
+        Status.APPLIED,
+        _intent("dev", "expose v2 refunds", ("create", refunds_route)),
+    )
+    step(
+        "security drops 192.168.0.0/16 from edge in prod",
+        "security",
+        Status.PR_OPEN,
+        _intent("prod", "unused private range", ("update", edge)),
+    )
+    step(
+        "a fourth agent deploy to acme/dev within 15m",
+        "security",
+        Status.CIRCUIT_OPEN,
+        _intent(
+            "dev",
+            "healthz leaks build info",
+            ("update", edited("Route/payments-healthz.yaml", auth="required")),
+        ),
     )
 
     ok = True

@@ -56,7 +56,7 @@ from types import TracebackType
 
 import git
 from git.objects.fun import tree_entries_from_data, tree_to_stream
-from gitdb import IStream, LooseObjectDB  # type: ignore[import-untyped]  # gitpython's object layer
+from gitdb import IStream, LooseObjectDB  # gitpython's object layer
 
 from orchestrator.errors import BranchMoved, RepoError
 from orchestrator.ports import Snapshot
@@ -149,22 +149,22 @@ class GitConfigRepo:
                 config.set_value("gpg", "format", "ssh")
                 config.set_value('gpg "ssh"', "allowedSignersFile", str(allowed_signers.resolve()))
                 config.set_value("commit", "gpgsign", "true")
-                config.set_value("tag", "gpgsign", "true")
             repo.close()
         except git.GitCommandError as exc:
             raise RepoError(f"could not initialise {path}: {_stderr(exc)}") from exc
 
-        self = cls(path)
-        with self._lock:
-            tree = self._write_tree(None, files)
-            root = self._commit_tree(tree, parent=None, message=message)
+        config_repo = cls(path)
+        with config_repo._lock:
+            tree = config_repo._write_tree(None, files)
+            root = config_repo._commit_tree(tree, parent=None, message=message)
             for branch in branches:
-                self._update_ref(branch, new=root, old=ZERO_OID)
+                config_repo._update_ref(branch, new=root, old=ZERO_OID)
             try:
-                self._repo.git.checkout("--quiet", "--detach", root)
+                # Detached, so no environment branch is ever the checked-out one (module docstring).
+                config_repo._repo.git.checkout("--quiet", "--detach", root)
             except git.GitCommandError as exc:
                 raise RepoError(f"could not check out the seed commit in {path}: {_stderr(exc)}") from exc
-        return self
+        return config_repo
 
     def close(self) -> None:
         """Stop gitpython's helper processes; the object cannot be used afterwards."""
@@ -258,7 +258,7 @@ class GitConfigRepo:
         """
         with self._lock:
             try:
-                self._repo.git.verify_commit(commit)
+                self._repo.git.verify_commit("--end-of-options", commit)
             except git.GitCommandError:
                 return False
             return True
@@ -350,10 +350,12 @@ class GitConfigRepo:
 
     def _write_tree(self, parent: str | None, files: Mapping[str, str | None]) -> str:
         """Write the blobs and the changed trees of ``parent``'s tree with ``files`` applied."""
+        # A bad path is the caller's bug, not a repository failure: ValueError, before any write.
+        edits = [(_split(path), text) for path, text in files.items()]
         try:
             root = _Dir({}) if parent is None else self._load_dir(self._repo.commit(parent).tree.binsha)
-            for path, text in files.items():
-                self._apply(root, _split(path), text)
+            for parts, text in edits:
+                self._apply(root, parts, text)
             return self._store_dir(root, keep_empty=True).hex()
         except (ValueError, OSError) as exc:
             raise RepoError(f"could not write the tree: {exc}") from exc

@@ -76,7 +76,7 @@ class ResourceKey(_Frozen):
         kind, sep, name = text.removesuffix(".yaml").partition("/")
         if not sep or kind not in KINDS:
             raise ValueError(f"{text!r} is not KIND/NAME with KIND one of {', '.join(KINDS)}")
-        return cls(kind=kind, name=check_name(name, "name"))  # type: ignore[arg-type]
+        return cls(kind=kind, name=check_name(name, "name"))
 
 
 class Resource(_Frozen):

@@ -35,9 +35,9 @@ def _redact_value(key: str, value: Any) -> Any:
 
 def configure(*, level: str = "info", fmt: str = "auto", file: Path | None = None) -> None:
     """Configure structlog for this process. ``file``: append JSON lines there instead of stderr."""
-    stream: TextIO = file.open("a", encoding="utf-8") if file else sys.stderr
     if file:
         file.parent.mkdir(parents=True, exist_ok=True)
+    stream: TextIO = file.open("a", encoding="utf-8", buffering=1) if file else sys.stderr
     as_json = fmt == "json" or (fmt == "auto" and (file is not None or not stream.isatty()))
     renderer: Any = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
     structlog.configure(
@@ -50,7 +50,9 @@ def configure(*, level: str = "info", fmt: str = "auto", file: Path | None = Non
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
         logger_factory=structlog.WriteLoggerFactory(file=stream),
-        cache_logger_on_first_use=True,
+        # Not cached: configure() may be called again (tests, a second home) and
+        # module-level loggers must follow it.
+        cache_logger_on_first_use=False,
     )
 
 

@@ -143,7 +143,7 @@ def _unique(items: Sequence[Any], field: str, what: str) -> None:
     first: dict[Any, int] = {}
     for i, item in enumerate(items):
         if item in first:
-            raise SpecFieldError((field, i), f"duplicate {what}; {field}[{first[item]}] has the same value")
+            raise SpecFieldError((field, i), f"duplicate {what} {item!r}; {field}[{first[item]}] has it too")
         first[item] = i
 
 
@@ -216,7 +216,8 @@ class ProductSpec(_Spec):
         for i, plan in enumerate(self.plans):
             if plan.name in first:
                 raise SpecFieldError(
-                    ("plans", i, "name"), f"duplicate plan name {plan.name!r}; plans[{first[plan.name]}] has it"
+                    ("plans", i, "name"),
+                    f"duplicate plan name {plan.name!r}; plans[{first[plan.name]}] has it",
                 )
             first[plan.name] = i
         _unique(self.regionAffinity, "regionAffinity", "region")
@@ -245,7 +246,7 @@ class RouteSpec(_Spec):
     canary: Canary = Field(default_factory=Canary, description="Canary traffic split; default none.")
     plan: Name | None = Field(
         default=None,
-        description="A plan of the product whose limits apply on this route; default: each caller's own plan.",
+        description="A plan of the product whose limits apply on this route; default: the caller's plan.",
     )
 
 
@@ -262,7 +263,9 @@ class Observability(_Spec):
     sampleRate: float = Field(
         ge=0, le=1, allow_inf_nan=False, description="Fraction of requests traced, 0.0 (none) to 1.0 (all)."
     )
-    piiSafe: bool = Field(description="True when telemetry must be free of PII: the `piiFields` are redacted.")
+    piiSafe: bool = Field(
+        description="True when telemetry must be free of PII: the `piiFields` are redacted."
+    )
     piiFields: list[PiiField] = Field(
         default_factory=list, description="Request/response fields that hold PII, e.g. ['email']."
     )
@@ -299,9 +302,13 @@ class WorkerPoolSpec(_Spec):
                 ("minReplicas",), f"must be ≤ maxReplicas ({self.maxReplicas}), got {self.minReplicas}"
             )
         if self.replicas > self.maxReplicas:
-            raise SpecFieldError(("replicas",), f"must be ≤ maxReplicas ({self.maxReplicas}), got {self.replicas}")
+            raise SpecFieldError(
+                ("replicas",), f"must be ≤ maxReplicas ({self.maxReplicas}), got {self.replicas}"
+            )
         if self.replicas < self.minReplicas:
-            raise SpecFieldError(("replicas",), f"must be ≥ minReplicas ({self.minReplicas}), got {self.replicas}")
+            raise SpecFieldError(
+                ("replicas",), f"must be ≥ minReplicas ({self.minReplicas}), got {self.replicas}"
+            )
         return self
 
 
@@ -423,6 +430,11 @@ def field_problems(
             message = "required field is missing"
         elif kind == "extra_forbidden":
             message = _unknown_field(model, loc)
+        elif kind in ("too_short", "too_long") and "actual_length" in ctx:
+            bound = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
+            items = "item" if bound == 1 else "items"
+            most = "least" if kind == "too_short" else "most"
+            message = f"must have at {most} {bound} {items}, got {ctx['actual_length']}"
         elif kind in _MAPPING_TYPES:
             message = f"must be a mapping, got {_describe(value, echo_strings=echo_strings)}"
         elif kind.endswith(("_type", "_parsing")) or kind == "literal_error":
@@ -446,7 +458,7 @@ def _describe(value: Any, *, echo_strings: bool) -> str:
         return json.dumps(value) if math.isfinite(value) else repr(value)
     if isinstance(value, str):
         if echo_strings and len(value) <= _STRING_ECHO_MAX:
-            return json.dumps(value, ensure_ascii=False)
+            return repr(value)
         return "a string"
     if isinstance(value, Mapping):
         return "a mapping"

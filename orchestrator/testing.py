@@ -69,7 +69,8 @@ class InMemoryIntentStore:
 
     def receive(self, record: IntentRecord, *, status: Status, decision: Decision | None) -> int:
         at = _utc(record.received_at)
-        stored = replace(record, received_at=at, document=_json_copy(record.document))
+        document = _json_copy(record.document, f"record intent {record.id}")
+        stored = replace(record, received_at=at, document=document)
         events = [Event(status=Status.RECEIVED, at=at)]
         if status is not Status.RECEIVED:
             events.append(Event(status=status, at=at, reasons=tuple(decision.reasons) if decision else ()))
@@ -189,11 +190,11 @@ def _utc_or_none(value: datetime | None) -> datetime | None:
     return None if value is None else _utc(value)
 
 
-def _json_copy(value: dict[str, Any]) -> dict[str, Any]:
+def _json_copy(value: dict[str, Any], what: str) -> dict[str, Any]:
     try:
         copied: dict[str, Any] = json.loads(json.dumps(value))
     except (TypeError, ValueError) as exc:
-        raise _storage_error("record the intent document", str(exc)) from exc
+        raise _storage_error(what, f"the document is not plain JSON ({exc})") from exc
     return copied
 
 

@@ -63,7 +63,9 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, clock: FrozenClock) -> Iterator[InMemoryIntentStore | SqlIntentStore]:
+def store(
+    request: pytest.FixtureRequest, clock: FrozenClock
+) -> Iterator[InMemoryIntentStore | SqlIntentStore]:
     """An empty intent store (also the breaker store) of each kind, its clock frozen at ``T0``."""
     if request.param == "memory":
         yield InMemoryIntentStore(clock=clock)

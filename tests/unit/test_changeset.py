@@ -54,7 +54,7 @@ def test_update_on_an_unchanged_branch_writes_the_new_document_with_a_diff_and_i
 def test_a_later_change_to_the_same_field_is_a_conflict_naming_the_field() -> None:
     result = run(intent("update", pool(replicas=6)), env(pool()), env(pool(replicas=8)))
     assert isinstance(result, Refusal) and result.conflict
-    assert "spec.replicas was set to 8 by a later change" in result.reasons[0]
+    assert "spec.replicas was set to 8 by a change that landed after" in result.reasons[0]
 
 
 def test_a_later_change_to_another_field_is_kept_and_noted() -> None:
