@@ -16,7 +16,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 
 from orchestrator.errors import ApxError, BadInput, InternalError, NotFound
@@ -359,18 +358,12 @@ def exit_code_for(error: ApxError) -> int:
 def main() -> None:
     command = typer.main.get_command(app)
     try:
-        code = command.main(prog_name="apx", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        code = 2
-    except click.exceptions.Abort:
-        code = 130
+        # Standalone mode: click itself turns usage errors into exit 2 and
+        # typer.Exit into its code; what reaches us is ours to classify.
+        command.main(prog_name="apx", standalone_mode=True)
     except ApxError as exc:
         typer.echo(f"apx: {exc.message}", err=True)
-        code = exit_code_for(exc)
+        sys.exit(exit_code_for(exc))
     except Exception as exc:  # the last line of defence: one sentence, exit 4, no traceback
         typer.echo(f"apx: internal error: {type(exc).__name__}: {exc}", err=True)
-        code = 4
-    sys.exit(code if isinstance(code, int) else 0)
+        sys.exit(4)

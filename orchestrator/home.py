@@ -16,7 +16,7 @@ from orchestrator.git_repo import GitConfigRepo
 from orchestrator.seed import seed_files
 from orchestrator.settings import default_settings_document, load_settings
 from orchestrator.signing import create_signing_key, write_allowed_signers
-from orchestrator.sql_store import SqlIntentStore
+from orchestrator.sql_store import migrate
 
 #: What ``--force`` removes: only what ``init`` creates, never the whole directory.
 OWNED = (
@@ -67,7 +67,7 @@ def init_home(home: Path, *, force: bool = False) -> list[Made]:
         files=files,
         committer_email=SIGNER,
     )
-    SqlIntentStore.open(settings.database_url)
+    migrate(settings.database_url)
     branches = ", ".join(settings.branch_of(env) for env in settings.environments)
     return [
         Made("settings", home / "apx.yaml"),

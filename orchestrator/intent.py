@@ -110,7 +110,7 @@ class Change(_Frozen):
     @model_validator(mode="after")
     def _spec_needed(self) -> Change:
         if self.action != "delete" and self.resource.spec is None:
-            raise ValueError(f"a {self.action} of {self.resource.key} needs a spec")
+            raise ValueError(f"action {self.action!r} of {self.resource.key} needs a spec")
         return self
 
 

@@ -55,6 +55,7 @@ _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _T = TypeVar("_T", bound=BaseModel)
 
 _TAG = "tag:yaml.org,2002:"
+_STR = f"{_TAG}str"
 _SCALAR_TAGS = {f"{_TAG}{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
 _SEQ_TAGS = {None, "!", f"{_TAG}seq"}
 _MAP_TAGS = {None, "!", f"{_TAG}map"}
@@ -306,19 +307,18 @@ class _YamlReader:
 
     def _node(self, loader: Any) -> Any:
         stack: list[_Frame] = []
+        resolved: dict[str, str] = {}  # plain scalar → tag; intents repeat the same few values
         while True:
             event = loader.get_event()
-            mark = event.start_mark
-            if isinstance(event, yaml.AliasEvent):
-                raise _at(
-                    mark, f"YAML aliases (*{event.anchor}) are not allowed; write the value out in full"
-                )
-            if isinstance(event, yaml.SequenceEndEvent | yaml.MappingEndEvent):
-                value: Any = stack.pop().value
-            elif isinstance(event, yaml.ScalarEvent):
-                value = self._scalar(loader, event, key=bool(stack) and _wants_key(stack[-1]))
-            elif isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
-                is_map = isinstance(event, yaml.MappingStartEvent)
+            cls = type(event)
+            if cls is yaml.ScalarEvent:
+                wants_key = bool(stack) and _wants_key(stack[-1])
+                value: Any = self._scalar(loader, event, resolved, key=wants_key)
+            elif cls is yaml.SequenceEndEvent or cls is yaml.MappingEndEvent:
+                value = stack.pop().value
+            elif cls is yaml.SequenceStartEvent or cls is yaml.MappingStartEvent:
+                is_map = cls is yaml.MappingStartEvent
+                mark = event.start_mark
                 if event.tag not in (_MAP_TAGS if is_map else _SEQ_TAGS):
                     raise _at(
                         mark, f"YAML tag {_short(event.tag)} is not supported; use only {_PLAIN_VALUES}"
@@ -329,40 +329,55 @@ class _YamlReader:
                     raise _at(mark, f"nested more than {MAX_DEPTH} levels deep")
                 stack.append(_Frame(value={} if is_map else []))
                 continue
+            elif cls is yaml.AliasEvent:
+                raise _at(
+                    event.start_mark,
+                    f"YAML aliases (*{event.anchor}) are not allowed; write the value out in full",
+                )
             else:  # pragma: no cover - libyaml emits no other events inside a document
-                raise _at(mark, f"unexpected YAML event {type(event).__name__}")
+                raise _at(event.start_mark, f"unexpected YAML event {cls.__name__}")
             if not stack:
                 return value
             top = stack[-1]
             if isinstance(top.value, list):
                 top.value.append(value)
             elif top.key is None:
+                line = event.start_mark.line + 1
                 if value in top.value:
-                    raise _at(mark, f"duplicate key {value!r} (first on line {top.key_lines[value]})")
-                top.key, top.key_lines[value] = value, mark.line + 1
+                    raise _at(
+                        event.start_mark, f"duplicate key {value!r} (first on line {top.key_lines[value]})"
+                    )
+                top.key, top.key_lines[value] = value, line
             else:
                 top.value[top.key] = value
                 top.key = None
 
-    def _scalar(self, loader: Any, event: Any, *, key: bool) -> Any:
-        tag = event.tag
+    def _scalar(self, loader: Any, event: Any, resolved: dict[str, str], *, key: bool) -> Any:
+        tag, text = event.tag, event.value
         if tag is None or tag == "!":
-            tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+            if not event.implicit[0]:
+                tag = _STR  # quoted: always a string
+            else:
+                tag = resolved.get(text)
+                if tag is None:
+                    tag = resolved[text] = loader.resolve(yaml.ScalarNode, text, event.implicit)
+        if tag == _STR:
+            return text
         mark = event.start_mark
-        if key and tag != f"{_TAG}str":
+        if key:
             if tag == f"{_TAG}merge":
                 raise _at(mark, "merge keys (<<) are not supported; write the fields out")
-            raise _at(mark, f"mapping key {event.value!r} is not read as a string by YAML; quote it")
+            raise _at(mark, f"mapping key {text!r} is not read as a string by YAML; quote it")
         if tag not in _SCALAR_TAGS:
             raise _at(mark, f"YAML tag {_short(tag)} is not supported; use only {_PLAIN_VALUES}")
-        if tag in (f"{_TAG}str", f"{_TAG}timestamp"):
-            return event.value  # dates stay text: JSON has no date type
-        if tag == f"{_TAG}int" and len(event.value) > 40:
+        if tag == f"{_TAG}timestamp":
+            return text  # dates stay text: JSON has no date type
+        if tag == f"{_TAG}int" and len(text) > 40:
             raise _at(mark, "integer is beyond ±2**53 (JSON's safe range)")
         try:
-            value = loader.yaml_constructors[tag](loader, yaml.ScalarNode(tag, event.value))
+            value = loader.yaml_constructors[tag](loader, yaml.ScalarNode(tag, text))
         except (ValueError, KeyError, yaml.YAMLError):
-            raise _at(mark, f"{event.value!r} is not a valid {tag.removeprefix(_TAG)}") from None
+            raise _at(mark, f"{text!r} is not a valid {tag.removeprefix(_TAG)}") from None
         problem = _number_problem(value)
         if problem:
             raise _at(mark, problem)

@@ -28,7 +28,10 @@ class ValidationContext:
 
 
 class Validator(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """The check's name on the decision."""
+        ...
 
     def check(self, ctx: ValidationContext) -> Check: ...
 

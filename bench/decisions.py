@@ -1,0 +1,552 @@
+"""How fast APX decides, next to the cheapest thing that could do the same job.
+
+Runs on the embedded default: a fresh home made by ``orchestrator.home.init_home``
+in a temporary directory (SQLite intent log, local git config repo, a real
+Ed25519 key signing through ``git``/``ssh-keygen``), wired by
+``orchestrator.bootstrap.build`` with a :class:`~orchestrator.testing.FrozenClock`,
+and driven in-process through ``app.orchestrator.submit``. Two scenarios:
+
+(a) **Held at admission.** One intent is applied, then N identical ones are
+    submitted; each is recorded as ``duplicate``. A held intent costs the
+    pipeline's whole admission path: dedupe key, environment lock, reading
+    recent intents and the breaker, and writing the intent with its decision.
+    *Baseline*: a bare ``sqlite3`` (stdlib) insert of the very row APX wrote
+    for a duplicate (same columns, same JSON payload bytes, same table
+    definition and indexes copied from the live schema) into a scratch file on
+    the same filesystem, with the store's own connection settings (WAL,
+    ``synchronous=NORMAL``, ``busy_timeout``, ``foreign_keys``), autocommit off
+    and one ``BEGIN IMMEDIATE`` … ``COMMIT`` per insert. That is the least any
+    durable "record this decision" can cost here: the same bytes through the
+    same SQLite with the same durability. A second, informational baseline
+    (``sqlite, same write set``) also inserts the target and the two event rows
+    APX writes alongside, in the same transaction.
+    The clock is frozen, so every duplicate stays inside the admission
+    look-back window: the window grows by one intent per submission, as in a
+    burst of retries. The first- and last-decile medians show what that costs.
+
+(b) **Dev intents applied as signed commits.** N distinct changes
+    (``WorkerPool/checkout`` replicas cycling) from one agent, with the rate
+    limit and the breaker raised in the Settings passed to ``build`` so none is
+    held. The clock moves 301 s before each submission, so a replica value
+    seen before is no longer a duplicate (5 min dedupe window) and the
+    admission look-back (15 min) holds a steady handful of intents.
+    *Baseline*: in a scratch repository configured like the config repo
+    (``gpg.format=ssh``, ``user.signingkey`` an Ed25519 key made by the same
+    ``orchestrator.signing.create_signing_key``, allowed-signers file,
+    ``commit.gpgsign``), seeded with the same 64 files: write the same file with
+    the same rendered YAML, ``git add`` it, ``git commit -S -q -m`` a message of
+    the same shape (subject, rationale, trailers), each a subprocess started
+    from Python as APX starts its own. Same N. This is what signing a config
+    change costs with git alone; APX additionally validates, plans, records and
+    moves the branch by compare-and-swap. ``ssh-keygen -Y sign`` alone is
+    timed too: the floor under any signed commit.
+
+Each scenario is warmed up (untimed submissions/commits) before timing. Per-op
+times are wall-clock ``time.perf_counter`` around one call; ops/s is N over the
+summed per-op time. The ratio is ours / baseline at the median. For (b) the
+run also reports where the time goes, by wrapping (on the instances, in this
+process only) the repo's and store's methods and the pipeline's
+``parse_environment``/``plan``/``run_chain``; the wrappers cost microseconds
+against milliseconds per op. No thresholds: this measures, it does not judge.
+
+    /work/venv/bin/python bench/decisions.py [--n N] [--warmup W] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import functools
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator import admission as admission_module
+from orchestrator import pipeline as pipeline_module
+from orchestrator.bootstrap import App, build
+from orchestrator.changeset import render
+from orchestrator.decision import Status
+from orchestrator.home import SIGNER, init_home
+from orchestrator.ids import new_intent_id, new_trace_id
+from orchestrator.intent import Intent
+from orchestrator.seed import seed_files
+from orchestrator.settings import Settings, load_settings
+from orchestrator.signing import create_signing_key, write_allowed_signers
+from orchestrator.sql_store import SQLITE_BUSY_TIMEOUT_MS
+from orchestrator.testing import FrozenClock
+
+POOL = "WorkerPool/checkout.yaml"
+START = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+SEED = {path: yaml.safe_load(text) for path, text in seed_files().items()}
+#: Tables written when an intent is received (the intent, its targets, its events).
+WRITE_SET = ("intents", "intent_targets", "intent_events")
+
+
+# -- helpers ---------------------------------------------------------------------
+
+
+def intent(replicas: int, rationale: str = "p95 over SLO for 5m on checkout") -> Intent:
+    document = copy.deepcopy(SEED[POOL])
+    document["spec"]["replicas"] = replicas
+    return Intent.model_validate(
+        {
+            "apiVersion": "apx/v1",
+            "kind": "Intent",
+            "metadata": {"tenant": "acme"},
+            "spec": {
+                "environment": "dev",
+                "rationale": rationale,
+                "changes": [{"action": "update", "resource": document}],
+            },
+        }
+    )
+
+
+def stats(samples: list[float]) -> dict[str, float]:
+    """Per-op seconds → a summary in milliseconds (and ops/s over the summed time)."""
+    ms = sorted(s * 1000 for s in samples)
+    decile = max(len(samples) // 10, 1)
+    return {
+        "n": len(samples),
+        "p50_ms": statistics.median(ms),
+        "p90_ms": ms[min(int(len(ms) * 0.9), len(ms) - 1)],
+        "mean_ms": statistics.fmean(ms),
+        "min_ms": ms[0],
+        "ops_per_s": len(samples) / sum(samples),
+        "first_decile_p50_ms": statistics.median(s * 1000 for s in samples[:decile]),
+        "last_decile_p50_ms": statistics.median(s * 1000 for s in samples[-decile:]),
+    }
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - started, result
+
+
+def fresh_home(root: Path, name: str) -> Path:
+    home = root / name
+    init_home(home)
+    return home
+
+
+def close(app: App) -> None:
+    app.store.close()
+    app.repo.close()
+
+
+def run(*args: str, cwd: Path, stdin: bytes | None = None) -> None:
+    subprocess.run(args, cwd=cwd, input=stdin, check=True, capture_output=True)
+
+
+# -- (a) held at admission ---------------------------------------------------------
+
+
+def bench_held(root: Path, n: int, warmup: int) -> dict[str, Any]:
+    home = fresh_home(root, "held")
+    app = build(home, clock=FrozenClock(START))
+    try:
+        proposal = intent(6)
+        first = app.orchestrator.submit(proposal, agent="optimizer")
+        if first.status is not Status.APPLIED:
+            raise SystemExit(f"setup: the first intent was {first.status.value}: {first.reasons}")
+
+        def submit() -> None:
+            decision = app.orchestrator.submit(proposal, agent="optimizer")
+            if decision.status is not Status.DUPLICATE:
+                raise SystemExit(f"(a) expected duplicate, got {decision.status.value}: {decision.reasons}")
+
+        breakdown = Breakdown()
+        with instrumented(app, breakdown):
+            for _ in range(warmup):
+                submit()
+            breakdown.reset()
+            ours = [timed(submit)[0] for _ in range(n)]
+    finally:
+        close(app)
+    db = home / "apx.db"
+    return {
+        "ours": stats(ours),
+        **breakdown.per_op(n),
+        "baseline": stats(sqlite_baseline(db, root / "scratch-row.db", n, warmup, write_set=False)),
+        "baseline_write_set": stats(sqlite_baseline(db, root / "scratch-set.db", n, warmup, write_set=True)),
+    }
+
+
+def sqlite_baseline(source: Path, scratch: Path, n: int, warmup: int, *, write_set: bool) -> list[float]:
+    """Insert the duplicate's own row (and, with ``write_set``, its target and event rows) n times."""
+    src = sqlite3.connect(source)
+    src.row_factory = sqlite3.Row
+    schema = [
+        sql
+        for (sql,) in src.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name IN (?, ?, ?) AND sql IS NOT NULL "
+            "ORDER BY type = 'index', rowid",
+            WRITE_SET,
+        )
+    ]
+    row = dict(src.execute("SELECT * FROM intents WHERE status = 'duplicate' LIMIT 1").fetchone())
+    targets = [dict(r) for r in src.execute("SELECT * FROM intent_targets WHERE intent_id = ?", (row["id"],))]
+    events = [dict(r) for r in src.execute("SELECT * FROM intent_events WHERE intent_id = ?", (row["id"],))]
+    src.close()
+    del row["seq"]
+    for event in events:
+        del event["id"]
+
+    # The store's connection settings (orchestrator.sql_store._create_engine), autocommit
+    # off: the module opens BEGIN IMMEDIATE before the first INSERT, commit() ends it.
+    conn = sqlite3.connect(scratch, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, isolation_level="IMMEDIATE")
+    conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    for sql in schema:
+        conn.execute(sql)
+    conn.commit()
+
+    columns = ", ".join(f'"{c}"' for c in row)  # "commit" is a keyword
+    insert_row = f"INSERT INTO intents ({columns}) VALUES ({', '.join('?' * len(row))})"
+    insert_target = "INSERT INTO intent_targets (intent_id, position, target) VALUES (?, ?, ?)"
+    insert_event = "INSERT INTO intent_events (intent_id, status, at, reasons) VALUES (?, ?, ?, ?)"
+    # Ids of the same shape as APX's, minted before timing (unique: uq_intents_id).
+    ids = [(new_intent_id(START), new_trace_id()) for _ in range(n + warmup)]
+
+    def insert(intent_id: str, trace_id: str) -> None:
+        values = {**row, "id": intent_id, "trace_id": trace_id}
+        conn.execute(insert_row, tuple(values.values()))
+        if write_set:
+            conn.executemany(insert_target, [(intent_id, t["position"], t["target"]) for t in targets])
+            conn.executemany(insert_event, [(intent_id, e["status"], e["at"], e["reasons"]) for e in events])
+        conn.commit()
+
+    for intent_id, trace_id in ids[:warmup]:
+        insert(intent_id, trace_id)
+    samples = [timed(functools.partial(insert, i, t))[0] for i, t in ids[warmup:]]
+    conn.close()
+    return samples
+
+
+# -- (b) signed dev applies ---------------------------------------------------------
+
+
+class Breakdown:
+    """Wall time per wrapped callable, summed.
+
+    ``seconds`` counts every call; ``outer`` only calls not made from inside
+    another wrapped one (``repo.head`` inside ``repo.commit``), so the outer
+    figures add up without counting anything twice.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.outer: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self._depth = 0
+
+    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            outermost = self._depth == 0
+            self._depth += 1
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - started
+                self._depth -= 1
+                self.seconds[name] += elapsed
+                self.calls[name] += 1
+                if outermost:
+                    self.outer[name] += elapsed
+
+        return wrapper
+
+    def per_op(self, n: int) -> dict[str, dict[str, float]]:
+        return {
+            "breakdown_ms_per_op": {k: v * 1000 / n for k, v in sorted(self.seconds.items())},
+            "outer_ms_per_op": {k: v * 1000 / n for k, v in sorted(self.outer.items())},
+            "calls_per_op": {k: v / n for k, v in sorted(self.calls.items())},
+        }
+
+    def reset(self) -> None:
+        self.seconds.clear()
+        self.outer.clear()
+        self.calls.clear()
+
+
+@contextmanager
+def instrumented(app: App, breakdown: Breakdown) -> Iterator[None]:
+    """Time the repo's and store's methods (as instance attributes) and the pipeline's helpers.
+
+    Only this process's objects are touched; nothing is changed on disk.
+    """
+    repo_methods = ["commit", "_commit_tree", "_update_ref", "_write_tree", "head", "read"]
+    store_methods = ["receive", "decide", "recent", "breaker", "pending", "get", "save_breaker"]
+    for name in repo_methods:
+        setattr(app.repo, name, breakdown.wrap(f"repo.{name}", getattr(app.repo, name)))
+    for name in store_methods:
+        setattr(app.store, name, breakdown.wrap(f"store.{name}", getattr(app.store, name)))
+    patched = [
+        (pipeline_module, "parse_environment", "parse_environment"),
+        (pipeline_module, "plan", "plan"),
+        (pipeline_module, "run_chain", "run_chain"),
+        (pipeline_module, "dedupe_key", "dedupe_key"),
+        (admission_module, "admit", "admission.admit"),
+    ]
+    originals = [(module, attr, getattr(module, attr)) for module, attr, _ in patched]
+    for module, attr, label in patched:
+        setattr(module, attr, breakdown.wrap(label, getattr(module, attr)))
+    try:
+        yield
+    finally:
+        for module, attr, fn in originals:
+            setattr(module, attr, fn)
+        for name in repo_methods:
+            delattr(app.repo, name)
+        for name in store_methods:
+            delattr(app.store, name)
+
+
+def raised_limits(settings: Settings) -> Settings:
+    rules = settings.admission
+    admission = rules.model_copy(
+        update={
+            "rate_limit": rules.rate_limit.model_copy(update={"deploys": 10**9}),
+            "breaker": rules.breaker.model_copy(update={"max_deploys": 10**9}),
+        }
+    )
+    return settings.model_copy(update={"admission": admission})
+
+
+def replicas_for(i: int) -> int:
+    return 5 + i % 8  # 5..12: never the seed's 4, always different from the previous one
+
+
+def bench_apply(root: Path, n: int, warmup: int) -> dict[str, Any]:
+    home = fresh_home(root, "apply")
+    clock = FrozenClock(START)
+    app = build(home, settings=raised_limits(load_settings(home)), clock=clock)
+    breakdown = Breakdown()
+    counter = iter(range(10**9))
+
+    def submit() -> None:
+        clock.advance(301)
+        decision = app.orchestrator.submit(intent(replicas_for(next(counter))), agent="optimizer")
+        if decision.status is not Status.APPLIED:
+            raise SystemExit(f"(b) expected applied, got {decision.status.value}: {decision.reasons}")
+
+    try:
+        with instrumented(app, breakdown):
+            for _ in range(warmup):
+                submit()
+            breakdown.reset()
+            ours = [timed(submit)[0] for _ in range(n)]
+        if not app.repo.verify(app.repo.head("dev") or ""):
+            raise SystemExit("(b) the last apply is not a verifiable signed commit")
+    finally:
+        close(app)
+    git_samples, commit_only, sign_samples = git_baseline(root / "scratch-repo", n, warmup)
+    return {
+        "ours": stats(ours),
+        "baseline": stats(git_samples),
+        "baseline_commit_only": stats(commit_only),
+        "ssh_keygen_sign": stats(sign_samples),
+        **breakdown.per_op(n),
+    }
+
+
+def git_baseline(repo: Path, n: int, warmup: int) -> tuple[list[float], list[float], list[float]]:
+    """write + ``git add`` + ``git commit -S`` of the same file in a repo set up like the config repo."""
+    keys = repo.parent / "scratch-keys"
+    key = create_signing_key(keys)
+    allowed = keys / "allowed_signers"
+    write_allowed_signers(allowed, principal=SIGNER, public_line=key.public_line)
+    repo.mkdir()
+    run("git", "init", "-q", "-b", "dev", cwd=repo)
+    # What GitConfigRepo.create writes into the config repo's own config.
+    for name, value in (
+        ("user.name", "apx"),
+        ("user.email", SIGNER),
+        ("user.signingkey", str(key.private_path.resolve())),
+        ("gpg.format", "ssh"),
+        ("gpg.ssh.allowedSignersFile", str(allowed.resolve())),
+        ("commit.gpgsign", "true"),
+    ):
+        run("git", "config", name, value, cwd=repo)
+    for path, text in seed_files().items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(text)
+    run("git", "add", "-A", cwd=repo)
+    run("git", "commit", "-S", "-q", "-m", "Seed the environments", cwd=repo)
+
+    target = repo / POOL
+    document = copy.deepcopy(SEED[POOL])
+
+    def commit(i: int) -> float:
+        document["spec"]["replicas"] = replicas_for(i)
+        target.write_text(render(document))
+        run("git", "add", POOL, cwd=repo)
+        message = (
+            f"apx: optimizer update WorkerPool/checkout in dev\n\np95 over SLO for 5m on checkout\n\n"
+            f"Intent-Id: {new_intent_id(START)}\nTrace-Id: {new_trace_id()}\nAgent: optimizer\nTenant: acme\n"
+        )
+        elapsed, _ = timed(
+            lambda: run("git", "-c", "gpg.format=ssh", "commit", "-S", "-q", "-m", message, cwd=repo)
+        )
+        return elapsed
+
+    for i in range(warmup):
+        commit(i)
+    full: list[float] = []
+    commit_only: list[float] = []
+    for i in range(warmup, warmup + n):
+        started = time.perf_counter()
+        commit_only.append(commit(i))
+        full.append(time.perf_counter() - started)
+    verified = subprocess.run(["git", "verify-commit", "HEAD"], cwd=repo, capture_output=True)
+    if verified.returncode != 0:
+        raise SystemExit(f"baseline commit is not verifiable: {verified.stderr.decode().strip()}")
+
+    payload = subprocess.run(["git", "cat-file", "commit", "HEAD"], cwd=repo, capture_output=True).stdout
+    sign = ["ssh-keygen", "-Y", "sign", "-n", "git", "-f", str(key.private_path)]
+    for _ in range(warmup):
+        run(*sign, cwd=repo, stdin=payload)
+    signs = [timed(lambda: run(*sign, cwd=repo, stdin=payload))[0] for _ in range(n)]
+    return full, commit_only, signs
+
+
+# -- report ---------------------------------------------------------------------------
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = [
+        ("scenario", "ours p50 ms", "ours ops/s", "baseline", "base p50 ms", "base ops/s", "ratio"),
+    ]
+    for scenario, base_key, label in (
+        ("held", "baseline", "sqlite insert, same row"),
+        ("held", "baseline_write_set", "sqlite, same write set"),
+        ("apply", "baseline", "write+add+commit -S"),
+        ("apply", "baseline_commit_only", "git commit -S only"),
+        ("apply", "ssh_keygen_sign", "ssh-keygen -Y sign"),
+    ):
+        ours, base = results[scenario]["ours"], results[scenario][base_key]
+        title = "(a) held at admission" if scenario == "held" else "(b) signed dev apply"
+        rows.append(
+            (
+                title,
+                f"{ours['p50_ms']:.2f}",
+                f"{ours['ops_per_s']:.0f}",
+                label,
+                f"{base['p50_ms']:.3f}",
+                f"{base['ops_per_s']:.0f}",
+                f"{ours['p50_ms'] / base['p50_ms']:.1f}x",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+
+    def line(row: tuple[str, ...]) -> str:
+        cells = zip(row, widths, strict=True)
+        return "  ".join(c.ljust(w) if i in (0, 3) else c.rjust(w) for i, (c, w) in enumerate(cells))
+
+    lines = [line(r) for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def where_time_goes(result: dict[str, Any], title: str) -> str:
+    per_op = result["breakdown_ms_per_op"]
+    calls = result["calls_per_op"]
+    total = result["ours"]["mean_ms"]
+    in_commit = ("repo._commit_tree", "repo._update_ref", "repo._write_tree")
+    top = result["outer_ms_per_op"]
+    lines = [f"{title} (mean {total:.2f} ms):"]
+    for name, ms in sorted(top.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {name:<22} {ms:7.2f}  {ms / total:5.1%}  ({calls[name]:g} calls)")
+        if name == "repo.commit":
+            for part, label in zip(
+                in_commit,
+                ("git commit-tree -S (ssh-keygen signs)", "git update-ref (CAS)", "blobs+trees in-process"),
+                strict=True,
+            ):
+                lines.append(f"    {part:<20} {per_op.get(part, 0):7.2f}  {label}")
+    rest = total - sum(top.values())
+    share = f"{rest / total:5.1%}"
+    lines.append(f"  {'rest':<22} {rest:7.2f}  {share}  (pipeline, langgraph, pydantic, lock, logging)")
+    return "\n".join(lines)
+
+
+def environment() -> dict[str, str]:
+    def version(*cmd: str) -> str:
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        return (done.stdout or done.stderr).strip().splitlines()[0]
+
+    return {
+        "date": datetime.now(UTC).date().isoformat(),
+        "cpus": str(os.cpu_count()),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "git": version("git", "--version"),
+        "ssh": version("ssh", "-V"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=100, help="timed operations per scenario (default 100)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed operations first (default 5)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.n < 1 or args.warmup < 0:
+        parser.error("--n must be at least 1 and --warmup at least 0")
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="apx-bench-") as tmp:
+        root = Path(tmp)
+        results: dict[str, Any] = {"n": args.n, "warmup": args.warmup, "environment": environment()}
+        results["held"] = bench_held(root, args.n, args.warmup)
+        results["apply"] = bench_apply(root, args.n, args.warmup)
+    results["seconds"] = time.perf_counter() - started
+
+    env = results["environment"]
+    print(
+        f"APX decisions, N={args.n} (warm-up {args.warmup}); {env['cpus']} CPUs, Python {env['python']}, "
+        f"SQLite {env['sqlite']}, {env['git']}, {env['ssh'].split(',')[0]}"
+    )
+    print()
+    print(table(results))
+    held = results["held"]["ours"]
+    print()
+    print(
+        f"(a) the admission window grows (frozen clock: all {args.n + args.warmup + 1} intents are recent): "
+        f"first-decile p50 {held['first_decile_p50_ms']:.2f} ms, "
+        f"last-decile p50 {held['last_decile_p50_ms']:.2f} ms"
+    )
+    print()
+    print(where_time_goes(results["held"], "(a) where the time goes, ms per held intent"))
+    print()
+    print(where_time_goes(results["apply"], "(b) where the time goes, ms per signed apply"))
+    print()
+    print(f"total {results['seconds']:.1f} s")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
