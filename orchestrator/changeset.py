@@ -215,7 +215,8 @@ def _unflatten(leaves: Mapping[Path, Any], *, order: Document) -> dict[str, Any]
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
-    return _reorder(out, order)
+    ordered: dict[str, Any] = _reorder(out, order)
+    return ordered
 
 
 def _reorder(value: Any, order: Any) -> Any:

@@ -44,10 +44,10 @@ def run_demo(home: Path, *, echo: Callable[[str], None]) -> int:
     """Run the story; return 0 when every step ended as the story expects."""
     init_home(home, force=True)
     app = build(home)
-    seed = {path: yaml.safe_load(text) for path, text in seed_files().items()}
+    seed: dict[str, dict[str, Any]] = {path: yaml.safe_load(text) for path, text in seed_files().items()}
 
     def edited(path: str, **spec: Any) -> dict[str, Any]:
-        doc = copy.deepcopy(seed[path])
+        doc: dict[str, Any] = copy.deepcopy(seed[path])
         doc["spec"].update(spec)
         return doc
 

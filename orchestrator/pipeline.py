@@ -269,7 +269,6 @@ class Orchestrator:
         env = self._settings.environments[record.environment]
         branch = self._settings.branch_of(record.environment)
         message = _commit_message(record, intent)
-        common = {"checks": state["checks"], "diff": planned.diff, "reasons": planned.notes}
         if env.mode == "auto":
             commit = self._repo.commit(
                 branch=branch, parent=state["head"], files=planned.files, message=message
@@ -280,7 +279,9 @@ class Orchestrator:
                     status=Status.APPLIED,
                     commit=commit,
                     rollback=_rollback(commit, branch, planned),
-                    **common,
+                    checks=state["checks"],
+                    diff=planned.diff,
+                    reasons=planned.notes,
                 )
             }
         pr_branch = f"apx/{record.id}"

@@ -174,13 +174,14 @@ def load_settings(home: Path | None = None) -> Settings:
         overrides["database"] = {"url": url}
     config = home / "apx.yaml"
     try:
-        file_values = yaml.safe_load(config.read_text()) if config.exists() else {}
+        loaded = yaml.safe_load(config.read_text()) if config.exists() else {}
     except yaml.YAMLError as exc:
         raise BadInput(f"{config}: not valid YAML: {exc}".replace("\n", " ")) from exc
-    if file_values is not None and not isinstance(file_values, dict):
+    if loaded is not None and not isinstance(loaded, dict):
         raise BadInput(f"{config}: expected a mapping of settings")
-    values = {**(file_values or {}), **overrides}
-    if "database" in overrides and isinstance((file_values or {}).get("database"), dict):
+    file_values: dict[str, Any] = loaded or {}
+    values = {**file_values, **overrides}
+    if "database" in overrides and isinstance(file_values.get("database"), dict):
         values["database"] = {**file_values["database"], **overrides["database"]}
     try:
         return Settings(**values)

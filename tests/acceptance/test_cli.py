@@ -69,8 +69,14 @@ def test_init_prints_what_it_made_and_refuses_an_existing_home_without_force(tmp
 
 
 def test_submit_json_prints_one_decision_and_the_commit_verifies(fresh_home: Path) -> None:
-    result = apx("submit", str(EXAMPLES / "optimizer-scale-checkout.yaml"), "--agent", "optimizer", "--json",
-                 home=fresh_home)
+    result = apx(
+        "submit",
+        str(EXAMPLES / "optimizer-scale-checkout.yaml"),
+        "--agent",
+        "optimizer",
+        "--json",
+        home=fresh_home,
+    )
     assert result.returncode == 0, result.stderr
     decision = json.loads(result.stdout)
     assert decision["status"] == "applied"
@@ -78,7 +84,9 @@ def test_submit_json_prints_one_decision_and_the_commit_verifies(fresh_home: Pat
         assert field in decision
     assert git(fresh_home, "verify-commit", decision["commit"]).returncode == 0
     trailers = git(fresh_home, "log", "-1", "--format=%(trailers)", decision["commit"]).stdout
-    assert f"Intent-Id: {decision['intent_id']}" in trailers and f"Trace-Id: {decision['trace_id']}" in trailers
+    assert (
+        f"Intent-Id: {decision['intent_id']}" in trailers and f"Trace-Id: {decision['trace_id']}" in trailers
+    )
 
 
 def test_submit_from_stdin_to_prod_opens_a_pr_branch(fresh_home: Path) -> None:
@@ -96,35 +104,49 @@ def test_exit_codes_follow_the_contract(fresh_home: Path) -> None:
     scale = str(EXAMPLES / "optimizer-scale-checkout.yaml")
     assert apx("submit", scale, "--agent", "optimizer", home=fresh_home).returncode == 0
     assert apx("submit", scale, "--agent", "optimizer", home=fresh_home).returncode == 3  # duplicate
-    invalid = apx("submit", str(EXAMPLES / "builder-invalid-replicas.yaml"), "--agent", "builder", home=fresh_home)
+    invalid = apx(
+        "submit", str(EXAMPLES / "builder-invalid-replicas.yaml"), "--agent", "builder", home=fresh_home
+    )
     assert invalid.returncode == 1
     assert "replicas" in invalid.stdout
     assert apx("submit", scale, "--agent", "optimizer", "--env", "nowhere", home=fresh_home).returncode == 2
     assert apx("submit", "--agent", "x", home=fresh_home).returncode == 2  # usage
 
 
+def one_change(action: str, resource: str) -> str:
+    return (
+        "apiVersion: apx/v1\nkind: Intent\nmetadata: {tenant: acme}\nspec:\n  environment: dev\n"
+        f"  changes:\n  - action: {action}\n    resource: {resource}\n"
+    )
+
+
 BAD_INPUTS = {
-    "malformed yaml": ("apiVersion: apx/v1\nkind: Intent\nmetadata: {tenant: acme\n", "<stdin>:4:1: invalid YAML"),
+    "malformed yaml": (
+        "apiVersion: apx/v1\nkind: Intent\nmetadata: {tenant: acme\n",
+        "<stdin>:4:1: invalid YAML",
+    ),
     "unknown kind": (
-        "apiVersion: apx/v1\nkind: Intent\nmetadata: {tenant: acme}\nspec:\n  environment: dev\n  changes:\n"
-        "  - action: update\n    resource: {apiVersion: apx/v1, kind: Gadget, metadata: {name: x, tenant: acme}, "
-        "spec: {}}\n",
+        one_change(
+            "update", "{apiVersion: apx/v1, kind: Gadget, metadata: {name: x, tenant: acme}, spec: {}}"
+        ),
         "kind",
     ),
     "path in a name": (
-        "apiVersion: apx/v1\nkind: Intent\nmetadata: {tenant: acme}\nspec:\n  environment: dev\n  changes:\n"
-        "  - action: create\n    resource: {apiVersion: apx/v1, kind: Route, metadata: {name: ../x, tenant: acme}, "
-        "spec: {}}\n",
+        one_change(
+            "create", "{apiVersion: apx/v1, kind: Route, metadata: {name: ../x, tenant: acme}, spec: {}}"
+        ),
         "name",
     ),
     "tenant mismatch": (
-        "apiVersion: apx/v1\nkind: Intent\nmetadata: {tenant: acme}\nspec:\n  environment: dev\n  changes:\n"
-        "  - action: create\n    resource: {apiVersion: apx/v1, kind: Route, metadata: {name: x, tenant: globex}, "
-        "spec: {}}\n",
+        one_change(
+            "create", "{apiVersion: apx/v1, kind: Route, metadata: {name: x, tenant: globex}, spec: {}}"
+        ),
         "tenant",
     ),
     "unknown environment": (
-        (EXAMPLES / "optimizer-scale-checkout.yaml").read_text().replace("environment: dev", "environment: qa"),
+        (EXAMPLES / "optimizer-scale-checkout.yaml")
+        .read_text()
+        .replace("environment: dev", "environment: qa"),
         "qa",
     ),
     "over one MiB": ("#" * (1 << 20) + "\n", "limit"),
@@ -146,8 +168,14 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing_behind(fresh_home: Path
 
 def test_intents_list_and_show(fresh_home: Path) -> None:
     applied = json.loads(
-        apx("submit", str(EXAMPLES / "optimizer-scale-checkout.yaml"), "--agent", "optimizer", "--json",
-            home=fresh_home).stdout
+        apx(
+            "submit",
+            str(EXAMPLES / "optimizer-scale-checkout.yaml"),
+            "--agent",
+            "optimizer",
+            "--json",
+            home=fresh_home,
+        ).stdout
     )
     apx("submit", str(EXAMPLES / "builder-invalid-replicas.yaml"), "--agent", "builder", home=fresh_home)
     rows = json.loads(apx("intents", "list", "-o", "json", "--status", "applied", home=fresh_home).stdout)
@@ -172,18 +200,33 @@ def test_breaker_trips_shows_in_list_and_a_human_resets_it(tmp_path: Path) -> No
     settings = yaml.safe_load((home / "apx.yaml").read_text())
     settings["admission"]["breaker"] = {"max_deploys": 1, "window": "15m", "cooldown": "30m"}
     (home / "apx.yaml").write_text(yaml.safe_dump(settings))
-    assert apx("submit", str(EXAMPLES / "optimizer-scale-checkout.yaml"), "--agent", "optimizer",
-               home=home).returncode == 0
-    held = apx("submit", str(EXAMPLES / "builder-add-refunds-route.yaml"), "--agent", "builder", "--json", home=home)
+    assert (
+        apx(
+            "submit", str(EXAMPLES / "optimizer-scale-checkout.yaml"), "--agent", "optimizer", home=home
+        ).returncode
+        == 0
+    )
+    held = apx(
+        "submit", str(EXAMPLES / "builder-add-refunds-route.yaml"), "--agent", "builder", "--json", home=home
+    )
     assert held.returncode == 3 and json.loads(held.stdout)["status"] == "circuit_open"
     listed = json.loads(apx("breakers", "list", "--json", home=home).stdout)
     assert listed[0]["open"] is True and listed[0]["tenant"] == "acme"
-    assert apx("breakers", "reset", "--tenant", "acme", "--env", "dev", "--by", "alice", home=home).returncode == 0
-    assert apx("submit", str(EXAMPLES / "builder-add-refunds-route.yaml"), "--agent", "builder",
-               home=home).returncode == 0
+    assert (
+        apx("breakers", "reset", "--tenant", "acme", "--env", "dev", "--by", "alice", home=home).returncode
+        == 0
+    )
+    assert (
+        apx(
+            "submit", str(EXAMPLES / "builder-add-refunds-route.yaml"), "--agent", "builder", home=home
+        ).returncode
+        == 0
+    )
 
 
-def test_two_processes_submitting_at_once_keep_the_log_and_repo_whole(fresh_home: Path, tmp_path: Path) -> None:
+def test_two_processes_submitting_at_once_keep_the_log_and_repo_whole(
+    fresh_home: Path, tmp_path: Path
+) -> None:
     base = yaml.safe_load((EXAMPLES / "optimizer-scale-checkout.yaml").read_text())
     files = []
     for n in range(6):
@@ -193,9 +236,12 @@ def test_two_processes_submitting_at_once_keep_the_log_and_repo_whole(fresh_home
         path.write_text(yaml.safe_dump(doc))
         files.append(path)
     with ThreadPoolExecutor(max_workers=6) as pool:
-        results = list(pool.map(
-            lambda i: apx("submit", str(files[i]), "--agent", f"agent{i}", "--json", home=fresh_home), range(6)
-        ))
+        results = list(
+            pool.map(
+                lambda i: apx("submit", str(files[i]), "--agent", f"agent{i}", "--json", home=fresh_home),
+                range(6),
+            )
+        )
     decisions = [json.loads(r.stdout) for r in results]
     statuses = [d["status"] for d in decisions]
     applied = statuses.count("applied")
@@ -214,7 +260,8 @@ def test_two_processes_submitting_at_once_keep_the_log_and_repo_whole(fresh_home
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    result = subprocess.run([APX, "demo", "--home", str(tmp_path / "demo")], capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [APX, "demo", "--home", str(tmp_path / "demo")], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "✗" not in result.stdout

@@ -114,19 +114,21 @@ def test_the_same_changes_again_are_a_duplicate_until_the_window_passes(app: App
 
 
 def test_one_agent_gets_one_deploy_per_five_minutes(app: App, clock: FrozenClock) -> None:
-    assert app.orchestrator.submit(intent("dev", ("update", doc(POOL, replicas=6))), agent="optimizer").status is (
-        Status.APPLIED
-    )
+    assert app.orchestrator.submit(
+        intent("dev", ("update", doc(POOL, replicas=6))), agent="optimizer"
+    ).status is (Status.APPLIED)
     clock.advance(timedelta(minutes=2))
     held = app.orchestrator.submit(intent("dev", ("update", doc(POOL, replicas=7))), agent="optimizer")
     assert held.status is Status.RATE_LIMITED and "next deploy allowed at" in held.reasons[0]
     clock.advance(timedelta(minutes=3))
-    assert app.orchestrator.submit(intent("dev", ("update", doc(POOL, replicas=7))), agent="optimizer").status is (
-        Status.APPLIED
-    )
+    assert app.orchestrator.submit(
+        intent("dev", ("update", doc(POOL, replicas=7))), agent="optimizer"
+    ).status is (Status.APPLIED)
 
 
-def test_a_fourth_agent_deploy_trips_the_breaker_until_a_human_resets_it(app: App, clock: FrozenClock) -> None:
+def test_a_fourth_agent_deploy_trips_the_breaker_until_a_human_resets_it(
+    app: App, clock: FrozenClock
+) -> None:
     for n, agent in enumerate(["builder", "optimizer", "security"]):
         decision = app.orchestrator.submit(intent("dev", ("update", doc(POOL, replicas=5 + n))), agent=agent)
         assert decision.status is Status.APPLIED
@@ -142,26 +144,36 @@ def test_a_fourth_agent_deploy_trips_the_breaker_until_a_human_resets_it(app: Ap
 
     still = app.orchestrator.submit(intent("dev", ("update", doc(POOL, replicas=10))), agent="other")
     assert still.status is Status.CIRCUIT_OPEN
-    assert app.orchestrator.submit(intent("prod", ("update", doc(POOL, replicas=10))), agent="other").status is (
-        Status.PR_OPEN
-    )
+    assert app.orchestrator.submit(
+        intent("prod", ("update", doc(POOL, replicas=10))), agent="other"
+    ).status is (Status.PR_OPEN)
 
     app.orchestrator.reset_breaker(tenant="acme", environment="dev", by="alice")
-    assert app.orchestrator.submit(intent("dev", ("update", doc(POOL, replicas=11))), agent="other").status is (
-        Status.APPLIED
-    )
+    assert app.orchestrator.submit(
+        intent("dev", ("update", doc(POOL, replicas=11))), agent="other"
+    ).status is (Status.APPLIED)
 
 
 def test_intents_proposed_at_once_are_decided_in_order_and_a_clash_is_a_conflict(app: App) -> None:
-    first = app.orchestrator.submit(intent("dev", ("update", doc(POOL, replicas=10))), agent="autoscaler", wait=False)
-    second = app.orchestrator.submit(intent("dev", ("update", doc(POOL, replicas=3))), agent="cost", wait=False)
-    third = app.orchestrator.submit(intent("dev", ("update", doc(POOL, spot=True))), agent="finops", wait=False)
+    first = app.orchestrator.submit(
+        intent("dev", ("update", doc(POOL, replicas=10))), agent="autoscaler", wait=False
+    )
+    second = app.orchestrator.submit(
+        intent("dev", ("update", doc(POOL, replicas=3))), agent="cost", wait=False
+    )
+    third = app.orchestrator.submit(
+        intent("dev", ("update", doc(POOL, spot=True))), agent="finops", wait=False
+    )
     assert first.status is second.status is third.status is Status.QUEUED
 
     decided = {d.intent_id: d for d in app.orchestrator.drain("dev")}
     assert decided[first.intent_id].status is Status.APPLIED
     assert decided[second.intent_id].status is Status.REJECTED
-    assert decided[second.intent_id].reasons[0].startswith("conflict: WorkerPool/checkout: spec.replicas was set to 10 by a change")
+    assert (
+        decided[second.intent_id]
+        .reasons[0]
+        .startswith("conflict: WorkerPool/checkout: spec.replicas was set to 10 by a change")
+    )
     assert decided[third.intent_id].status is Status.APPLIED  # another field: merged on top
     assert branch_file(app, "dev", POOL)["spec"] | {} == doc(POOL, replicas=10, spot=True)["spec"]
 

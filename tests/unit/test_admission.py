@@ -21,16 +21,27 @@ def candidate(agent: str = "optimizer", key: str = "k-new", tenant: str = "acme"
 
 
 def earlier(
-    n: int, *, agent: str = "builder", key: str | None = None, status: Status = Status.APPLIED,
-    at: datetime = T0, tenant: str = "acme",
+    n: int,
+    *,
+    agent: str = "builder",
+    key: str | None = None,
+    status: Status = Status.APPLIED,
+    at: datetime = T0,
+    tenant: str = "acme",
 ) -> RecentIntent:
     return RecentIntent(
         id=f"in-{n}", tenant=tenant, agent=agent, dedupe_key=key or f"k-{n}", status=status, received_at=at
     )
 
 
-def decide(c: Candidate, recent: list[RecentIntent], *, now: datetime, breaker: BreakerState | None = None,
-           rules: AdmissionSettings = RULES) -> Admission:
+def decide(
+    c: Candidate,
+    recent: list[RecentIntent],
+    *,
+    now: datetime,
+    breaker: BreakerState | None = None,
+    rules: AdmissionSettings = RULES,
+) -> Admission:
     return admit(c, recent=recent, breaker=breaker, settings=rules, now=now)
 
 
@@ -63,11 +74,17 @@ def test_second_deploy_by_one_agent_within_five_minutes_is_rate_limited_and_says
 
 
 def test_rate_limit_is_per_agent() -> None:
-    assert decide(candidate(), [earlier(1, agent="builder")], now=T0 + timedelta(minutes=2)).status is Status.QUEUED
+    assert (
+        decide(candidate(), [earlier(1, agent="builder")], now=T0 + timedelta(minutes=2)).status
+        is Status.QUEUED
+    )
 
 
 def test_rate_limit_frees_after_the_window() -> None:
-    assert decide(candidate(), [earlier(1, agent="optimizer")], now=T0 + timedelta(minutes=5)).status is Status.QUEUED
+    assert (
+        decide(candidate(), [earlier(1, agent="optimizer")], now=T0 + timedelta(minutes=5)).status
+        is Status.QUEUED
+    )
 
 
 def test_fourth_agent_deploy_in_fifteen_minutes_trips_the_breaker() -> None:
@@ -114,7 +131,9 @@ def test_rate_limit_admits_only_while_the_window_holds_fewer_deploys_than_the_li
     rules = AdmissionSettings(rate_limit={"deploys": deploys, "per": "5m"}, breaker={"max_deploys": 1000})
     now = T0 + timedelta(seconds=now_offset)
     recent = [
-        earlier(i, agent="optimizer", at=T0 + timedelta(seconds=o)) for i, o in enumerate(offsets) if o <= now_offset
+        earlier(i, agent="optimizer", at=T0 + timedelta(seconds=o))
+        for i, o in enumerate(offsets)
+        if o <= now_offset
     ]
     in_window = sum(1 for r in recent if r.received_at > now - timedelta(minutes=5))
     result = decide(candidate(), recent, now=now, rules=rules)

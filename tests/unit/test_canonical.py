@@ -13,7 +13,9 @@ from orchestrator.canonical import dedupe_key
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -46,12 +48,16 @@ def test_integral_float_and_int_are_the_same_value() -> None:
 @given(a=json_values, b=json_values)
 def test_different_changes_give_different_keys(a: Any, b: Any) -> None:
     if json.dumps(a, sort_keys=True) != json.dumps(b, sort_keys=True):
-        assert dedupe_key(tenant="t", environment="e", changes=[a]) != dedupe_key(tenant="t", environment="e", changes=[b])
+        assert dedupe_key(tenant="t", environment="e", changes=[a]) != dedupe_key(
+            tenant="t", environment="e", changes=[b]
+        )
 
 
 def test_tenant_and_environment_are_part_of_the_key() -> None:
     changes = [{"action": "update"}]
     keys = {
-        dedupe_key(tenant=t, environment=e, changes=changes) for t in ("acme", "globex") for e in ("dev", "prod")
+        dedupe_key(tenant=t, environment=e, changes=changes)
+        for t in ("acme", "globex")
+        for e in ("dev", "prod")
     }
     assert len(keys) == 4

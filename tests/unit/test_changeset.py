@@ -65,8 +65,11 @@ def test_a_later_change_to_another_field_is_kept_and_noted() -> None:
 
 
 def test_delete_of_a_resource_changed_since_is_a_conflict() -> None:
-    result = run(intent("delete", {k: pool()[k] for k in ("apiVersion", "kind", "metadata")}), env(pool()),
-                 env(pool(replicas=9)))
+    result = run(
+        intent("delete", {k: pool()[k] for k in ("apiVersion", "kind", "metadata")}),
+        env(pool()),
+        env(pool(replicas=9)),
+    )
     assert isinstance(result, Refusal) and result.conflict
 
 
