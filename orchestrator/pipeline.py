@@ -22,6 +22,7 @@ the reason — never a silent drop.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Protocol, TypedDict
 
@@ -30,9 +31,9 @@ from langgraph.graph import END, START, StateGraph
 
 from orchestrator import admission
 from orchestrator.canonical import dedupe_key
-from orchestrator.changeset import Plan, Refusal, change_summary, parse_environment, plan
+from orchestrator.changeset import Environment, Plan, Refusal, change_summary, parse_environment, plan
 from orchestrator.clock import Clock
-from orchestrator.decision import Check, Decision, PullRequestRef, Rollback, Status
+from orchestrator.decision import ADMITTED, Check, Decision, PullRequestRef, Rollback, Status
 from orchestrator.errors import ApxError, BadInput, BranchMoved, NotFound, UnknownEnvironment
 from orchestrator.ids import new_intent_id, new_trace_id
 from orchestrator.intent import Intent, check_name
@@ -43,6 +44,7 @@ from orchestrator.settings import Settings
 from validators import ValidationContext, Validator, run_chain
 
 log = get_logger("apx.pipeline")
+_PARSED_CACHE = 16
 
 
 class Store(IntentStore, BreakerStore, Protocol):
@@ -54,6 +56,7 @@ class _State(TypedDict, total=False):
     intent: Intent
     head: str
     current: Snapshot
+    current_env: Environment
     plan: Plan
     checks: list[Check]
     decision: Decision
@@ -77,6 +80,9 @@ class Orchestrator:
         self._clock = clock
         self._validators = list(validators)
         self._graph = self._build_graph()
+        # Parsed environments by commit id. Commits are immutable, so entries never
+        # go stale; parsing ~64 YAML files is the largest cost of a decision otherwise.
+        self._parsed: OrderedDict[str, tuple[Snapshot, Environment]] = OrderedDict()
 
     # -- phase 1: admit ---------------------------------------------------------
 
@@ -132,7 +138,9 @@ class Orchestrator:
                         agent=agent,
                         dedupe_key=record.dedupe_key,
                     ),
-                    recent=self._store.recent(environment=environment, since=now - admission.lookback(rules)),
+                    recent=self._store.recent(
+                        environment=environment, since=now - admission.lookback(rules), statuses=ADMITTED
+                    ),
                     breaker=self._store.breaker(tenant=record.tenant, environment=environment),
                     settings=rules,
                     now=now,
@@ -155,12 +163,12 @@ class Orchestrator:
                     self._log_decision(held, started=started)
                     return held
                 if wait:
-                    self._drain_locked(environment, until=record.id)
+                    for decision in self._drain_locked(environment, until=record.id):
+                        if decision.intent_id == record.id:
+                            return decision
             finally:
                 structlog.contextvars.unbind_contextvars("intent_id", "trace_id")
-        view = self._store.get(record.id)
-        assert view is not None
-        return view.decision or self._decision(record, status=view.status, reasons=[])
+        return self._decision(record, status=Status.QUEUED, reasons=[])
 
     # -- phase 2: decide --------------------------------------------------------
 
@@ -218,13 +226,8 @@ class Orchestrator:
         head = self._repo.head(self._settings.branch_of(record.environment))
         if head is None:
             raise NotFound(f"branch for {record.environment} disappeared")
-        current = self._repo.read(head)
-        current_env = parse_environment(current.files)
-        base_env = (
-            current_env
-            if record.base_revision == head
-            else parse_environment(self._repo.read(record.base_revision).files)
-        )
+        current, current_env = self._environment(head)
+        base_env = current_env if record.base_revision == head else self._environment(record.base_revision)[1]
         result = plan(intent, base=base_env, current=current_env, current_files=current.files)
         if isinstance(result, Refusal):
             prefix = "conflict: " if result.conflict else ""
@@ -238,15 +241,20 @@ class Orchestrator:
                     checks=[check],
                 ),
             }
-        return {"intent": intent, "head": head, "current": current, "plan": result}
+        return {
+            "intent": intent,
+            "head": head,
+            "current": current,
+            "current_env": current_env,
+            "plan": result,
+        }
 
     def _validate(self, state: _State) -> _State:
         record, intent, planned = state["view"].record, state["intent"], state["plan"]
-        current_env = parse_environment(state["current"].files)
         ctx = ValidationContext(
             intent=intent,
             agent=record.agent,
-            before=current_env,
+            before=state["current_env"],
             after=planned.after,
             changed=planned.changed,
         )
@@ -273,6 +281,8 @@ class Orchestrator:
             commit = self._repo.commit(
                 branch=branch, parent=state["head"], files=planned.files, message=message
             )
+            # The new head is exactly the plan's result: the next intent need not re-parse it.
+            self._remember(commit, self._repo.read(commit), planned.after)
             return {
                 "decision": self._decision(
                     record,
@@ -305,6 +315,21 @@ class Orchestrator:
                 reasons=reasons,
             )
         }
+
+    def _environment(self, revision: str) -> tuple[Snapshot, Environment]:
+        if revision in self._parsed:
+            self._parsed.move_to_end(revision)
+            return self._parsed[revision]
+        snapshot = self._repo.read(revision)
+        return self._remember(revision, snapshot, parse_environment(snapshot.files))
+
+    def _remember(
+        self, revision: str, snapshot: Snapshot, parsed: Environment
+    ) -> tuple[Snapshot, Environment]:
+        self._parsed[revision] = (snapshot, parsed)
+        while len(self._parsed) > _PARSED_CACHE:
+            self._parsed.popitem(last=False)
+        return snapshot, parsed
 
     # -- breakers ---------------------------------------------------------------
 

@@ -9,7 +9,7 @@ Only :mod:`orchestrator.bootstrap` picks implementations.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,8 +41,11 @@ class IntentStore(Protocol):
         """Newest first."""
         ...
 
-    def recent(self, *, environment: str, since: datetime) -> list[RecentIntent]:
-        """Every intent in ``environment`` received at or after ``since``, oldest first."""
+    def recent(
+        self, *, environment: str, since: datetime, statuses: Collection[Status] | None = None
+    ) -> list[RecentIntent]:
+        """Intents in ``environment`` received at or after ``since`` (with one of
+        ``statuses``, if given), oldest first."""
         ...
 
     def pending(self, *, environment: str) -> list[IntentView]:

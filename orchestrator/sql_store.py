@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -371,9 +371,13 @@ class SqlIntentStore:
         with self._transaction("query the intent log") as conn:
             return self._views(conn, stmt)
 
-    def recent(self, *, environment: str, since: datetime) -> list[RecentIntent]:
+    def recent(
+        self, *, environment: str, since: datetime, statuses: Collection[Status] | None = None
+    ) -> list[RecentIntent]:
         c = _intents.c
-        window = (c.environment == environment, c.received_at >= _utc(since))
+        window: tuple[Any, ...] = (c.environment == environment, c.received_at >= _utc(since))
+        if statuses is not None:
+            window = (*window, c.status.in_([s.value for s in statuses]))
         stmt = (
             select(c.id, c.tenant, c.agent, c.dedupe_key, c.status, c.received_at)
             .where(*window)

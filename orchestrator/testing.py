@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Collection
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -132,7 +133,9 @@ class InMemoryIntentStore:
             found = [v for v in reversed(self._views.values()) if matches(v)]
         return found[: max(query.limit, 0)]
 
-    def recent(self, *, environment: str, since: datetime) -> list[RecentIntent]:
+    def recent(
+        self, *, environment: str, since: datetime, statuses: Collection[Status] | None = None
+    ) -> list[RecentIntent]:
         since = _utc(since)
         with self._lock:
             views = list(self._views.values())
@@ -147,7 +150,9 @@ class InMemoryIntentStore:
                 targets=v.record.targets,
             )
             for v in views
-            if v.record.environment == environment and v.record.received_at >= since
+            if v.record.environment == environment
+            and v.record.received_at >= since
+            and (statuses is None or v.status in statuses)
         ]
 
     def pending(self, *, environment: str) -> list[IntentView]:
