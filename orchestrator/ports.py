@@ -16,7 +16,14 @@ from datetime import datetime
 from typing import Protocol
 
 from orchestrator.decision import Decision, PullRequestRef, Status
-from orchestrator.records import BreakerState, IntentQuery, IntentRecord, IntentView, RecentIntent
+from orchestrator.records import (
+    BreakerState,
+    IntentQuery,
+    IntentRecord,
+    IntentView,
+    PolicyChange,
+    RecentIntent,
+)
 
 
 class IntentStore(Protocol):
@@ -59,6 +66,18 @@ class BreakerStore(Protocol):
     def save_breaker(self, state: BreakerState) -> None: ...
 
     def breakers(self) -> list[BreakerState]: ...
+
+
+class PolicyHistory(Protocol):
+    """Which policy bundle was in force when, and who brought it in."""
+
+    def record_policy(self, change: PolicyChange) -> bool:
+        """Record ``change`` if its bundle differs from the last one recorded; True if it did."""
+        ...
+
+    def policy_history(self) -> list[PolicyChange]:
+        """Oldest first."""
+        ...
 
 
 @dataclass(frozen=True)

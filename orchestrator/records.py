@@ -83,6 +83,18 @@ class BreakerState:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PolicyChange:
+    """A policy bundle coming into force: which one, from where, who made the change."""
+
+    name: str
+    version: str
+    sha256: str
+    source: str
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
 class IntentQuery:
     """Filters of ``apx intents list``; ``None`` means any."""
 

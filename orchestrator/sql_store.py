@@ -75,11 +75,12 @@ from orchestrator.records import (
     IntentQuery,
     IntentRecord,
     IntentView,
+    PolicyChange,
     RecentIntent,
 )
 
 if TYPE_CHECKING:
-    from orchestrator.ports import BreakerStore, IntentStore
+    from orchestrator.ports import BreakerStore, IntentStore, PolicyHistory
 
 __all__ = ["SqlIntentStore", "migrate"]
 
@@ -209,6 +210,19 @@ class BreakerRow(SQLModel, table=True):
     reset_by: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
 
 
+class PolicyVersionRow(SQLModel, table=True):
+    __tablename__ = "policy_versions"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    seq: int | None = Field(default=None, sa_column=Column(_SEQ, primary_key=True, autoincrement=True))
+    name: str = Field(sa_column=Column(String(128), nullable=False))
+    version: str = Field(sa_column=Column(String(64), nullable=False))
+    sha256: str = Field(sa_column=Column(String(64), nullable=False))
+    source: str = Field(sa_column=Column(Text(), nullable=False))
+    by: str = Field(sa_column=Column(String(128), nullable=False))
+    at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
 # The Core tables behind the models. Reads and writes use them directly: the
 # ORM's unit of work and identity map doubled the cost of receive()/decide() and
 # made reading 300 intents 5x slower, and this module needs neither.
@@ -217,6 +231,7 @@ _targets = SQLModel.metadata.tables["intent_targets"]
 _events = SQLModel.metadata.tables["intent_events"]
 _prs = SQLModel.metadata.tables["pull_requests"]
 _breakers = SQLModel.metadata.tables["breakers"]
+_policies = SQLModel.metadata.tables["policy_versions"]
 _BREAKER_FIELDS = (
     "open",
     "opened_at",
@@ -444,6 +459,27 @@ class SqlIntentStore:
         with self._transaction("list breakers") as conn:
             return [_breaker_state(row) for row in conn.execute(stmt)]
 
+    # -- PolicyHistory -------------------------------------------------------
+
+    def record_policy(self, change: PolicyChange) -> bool:
+        last = select(_policies.c.sha256).order_by(_policies.c.seq.desc()).limit(1)
+        with self._transaction(f"record policy {change.name}@{change.version}", write=True) as conn:
+            if conn.execute(last).scalar() == change.sha256:
+                return False
+            values = {f: getattr(change, f) for f in ("name", "version", "sha256", "source", "by")}
+            conn.execute(_policies.insert().values(**values, at=_utc(change.at)))
+        return True
+
+    def policy_history(self) -> list[PolicyChange]:
+        stmt = select(_policies).order_by(_policies.c.seq)
+        with self._transaction("read the policy history") as conn:
+            return [
+                PolicyChange(
+                    name=r.name, version=r.version, sha256=r.sha256, source=r.source, by=r.by, at=_utc(r.at)
+                )
+                for r in conn.execute(stmt)
+            ]
+
     # -- internals -----------------------------------------------------------
 
     @contextmanager
@@ -646,3 +682,4 @@ def _upgrade(engine: Engine) -> None:
 if TYPE_CHECKING:
     _intent_store: type[IntentStore] = SqlIntentStore
     _breaker_store: type[BreakerStore] = SqlIntentStore
+    _policy_history: type[PolicyHistory] = SqlIntentStore

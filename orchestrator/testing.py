@@ -26,11 +26,12 @@ from orchestrator.records import (
     IntentQuery,
     IntentRecord,
     IntentView,
+    PolicyChange,
     RecentIntent,
 )
 
 if TYPE_CHECKING:
-    from orchestrator.ports import BreakerStore, IntentStore
+    from orchestrator.ports import BreakerStore, IntentStore, PolicyHistory
 
 __all__ = ["FrozenClock", "InMemoryIntentStore"]
 
@@ -64,6 +65,7 @@ class InMemoryIntentStore:
         self._lock = threading.Lock()
         self._views: dict[str, IntentView] = {}  # insertion order is arrival order
         self._breakers: dict[tuple[str, str], BreakerState] = {}
+        self._policies: list[PolicyChange] = []
         self.pull_requests: dict[str, tuple[str, PullRequestRef]] = {}  # id -> (intent id, PR)
 
     # -- IntentStore ---------------------------------------------------------
@@ -184,6 +186,19 @@ class InMemoryIntentStore:
         with self._lock:
             return [self._breakers[key] for key in sorted(self._breakers)]
 
+    # -- PolicyHistory -------------------------------------------------------
+
+    def record_policy(self, change: PolicyChange) -> bool:
+        with self._lock:
+            if self._policies and self._policies[-1].sha256 == change.sha256:
+                return False
+            self._policies.append(replace(change, at=_utc(change.at)))
+            return True
+
+    def policy_history(self) -> list[PolicyChange]:
+        with self._lock:
+            return list(self._policies)
+
 
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
@@ -214,3 +229,4 @@ def _storage_error(what: str, why: str) -> StorageError:
 if TYPE_CHECKING:
     _intent_store: type[IntentStore] = InMemoryIntentStore
     _breaker_store: type[BreakerStore] = InMemoryIntentStore
+    _policy_history: type[PolicyHistory] = InMemoryIntentStore

@@ -407,3 +407,18 @@ def test_an_unmigrated_database_is_a_one_line_storage_error(sql_url: str) -> Non
     assert caught.value.retryable
     assert "\n" not in caught.value.message
     assert caught.value.message.startswith("could not read intent in-x: ")
+
+
+def test_a_policy_change_is_recorded_once_with_who_made_it(store: Any) -> None:
+    from orchestrator.records import PolicyChange
+
+    first = PolicyChange(
+        name="apx-default", version="1.0.0", sha256="a" * 64, source="shipped", by="alice", at=T0
+    )
+    assert store.record_policy(first) is True
+    assert store.record_policy(replace(first, by="bob", at=T0 + timedelta(minutes=1))) is False
+    second = replace(first, version="1.1.0", sha256="b" * 64, by="bob", at=T0 + timedelta(minutes=2))
+    assert store.record_policy(second) is True
+    history = store.policy_history()
+    assert [(p.version, p.by) for p in history] == [("1.0.0", "alice"), ("1.1.0", "bob")]
+    assert history[1].at == T0 + timedelta(minutes=2)
