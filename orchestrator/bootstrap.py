@@ -1,13 +1,15 @@
 """The composition root: the one place that builds adapters from settings.
 
 The CLI (and later the API server and scheduler) call :func:`build`; nothing
-else constructs a store, a repo or a lock. Tests build the same
-:class:`~orchestrator.pipeline.Orchestrator` from fakes instead.
+else constructs a store, a repo, a lock or a policy engine. Tests build the
+same :class:`~orchestrator.pipeline.Orchestrator` from fakes instead.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import getpass
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator import logs
@@ -16,15 +18,20 @@ from orchestrator.errors import HomeError
 from orchestrator.git_repo import GitConfigRepo
 from orchestrator.locks import FileEnvironmentLock
 from orchestrator.pipeline import Orchestrator
+from orchestrator.records import PolicyChange
 from orchestrator.settings import Settings, load_settings
 from orchestrator.sql_store import SqlIntentStore
 from validators.base import Validator
+from validators.policy import Bundle, PolicyEngine, PolicyLoadError
 from validators.schema import ReferenceValidator, SchemaValidator
+from validators.secrets import SecretScanValidator
+
+log = logs.get_logger("apx.bootstrap")
 
 
 def default_validators() -> list[Validator]:
     """The validator chain, in the order checks appear on a decision."""
-    return [SchemaValidator(), ReferenceValidator()]
+    return [SchemaValidator(), ReferenceValidator(), SecretScanValidator()]
 
 
 @dataclass(frozen=True)
@@ -33,24 +40,114 @@ class App:
     store: SqlIntentStore
     repo: GitConfigRepo
     orchestrator: Orchestrator
+    policy: PolicyEngine
+    #: Things the operator must know (e.g. a refused policy bundle), for the CLI to print.
+    notices: list[str] = field(default_factory=list)
 
 
-def build(home: Path | None = None, *, settings: Settings | None = None, clock: Clock | None = None) -> App:
-    """Wire an installation from its home (``APX_HOME``/``./.apx`` by default)."""
+def build(
+    home: Path | None = None,
+    *,
+    settings: Settings | None = None,
+    clock: Clock | None = None,
+    policy_bundle: Path | None = None,
+) -> App:
+    """Wire an installation from its home (``APX_HOME``/``./.apx`` by default).
+
+    ``policy_bundle`` overrides ``policy.bundle`` (``apx intents replay --policy DIR``);
+    such a bundle is used as is and not recorded as the bundle in force.
+    """
     settings = settings or load_settings(home)
     if not settings.repo_path.exists():
         raise HomeError(f"{settings.home} is not an APX home (no config-repo/); run `apx init` first")
     logs.configure(
         level=settings.log.level, fmt=settings.log.format, file=settings.home / "logs" / "apx.jsonl"
     )
+    clock = clock or SystemClock()
     store = SqlIntentStore.open(settings.database_url)
+    notices: list[str] = []
+    if policy_bundle is not None:
+        policy = policy_engine(_load(policy_bundle), settings)
+    else:
+        policy = _policy_in_force(settings, store, clock, notices)
     repo = GitConfigRepo(settings.repo_path)
     orchestrator = Orchestrator(
         settings=settings,
         store=store,
         repo=repo,
         lock=FileEnvironmentLock(settings.home / "locks", timeout=settings.admission.lock_timeout),
-        clock=clock or SystemClock(),
+        clock=clock,
         validators=default_validators(),
+        policy=policy,
     )
-    return App(settings=settings, store=store, repo=repo, orchestrator=orchestrator)
+    return App(
+        settings=settings, store=store, repo=repo, orchestrator=orchestrator, policy=policy, notices=notices
+    )
+
+
+def policy_engine(bundle: Bundle, settings: Settings) -> PolicyEngine:
+    """regopy in-process by default; the OPA server when ``policy.opa_url`` is set."""
+    budget_ms = settings.policy.budget.total_seconds() * 1000
+    if settings.policy.opa_url:
+        from validators.opa_server import OpaServerEngine
+
+        return OpaServerEngine(bundle, settings.policy.opa_url, timeout_s=budget_ms / 1000)
+    from validators.rego import RegoPyEngine
+
+    return RegoPyEngine(bundle, cache_dir=settings.home / "cache" / "policy", budget_ms=budget_ms)
+
+
+def _load(path: Path | None) -> Bundle:
+    from constraints.bundle import load_bundle
+
+    return load_bundle(path)
+
+
+def _policy_in_force(
+    settings: Settings, store: SqlIntentStore, clock: Clock, notices: list[str]
+) -> PolicyEngine:
+    """The configured bundle; if it does not load or compile, the last good one stays in force.
+
+    Every bundle that comes into force is copied to ``<home>/policy/<sha256>/``
+    (so it can be kept in force later even if its source directory changes)
+    and recorded in the policy history with who brought it in.
+    """
+    configured = settings.policy.bundle
+    try:
+        bundle = _load(configured)
+        engine = policy_engine(bundle, settings)
+    except PolicyLoadError as exc:
+        history = store.policy_history()
+        kept = settings.home / "policy" / history[-1].sha256 if history else None
+        if kept is None or not kept.is_dir():
+            raise
+        engine = policy_engine(_load(kept), settings)
+        notice = (
+            f"policy bundle {configured or 'shipped'} was refused ({exc.message}); "
+            f"{engine.bundle.label} stays in force"
+        )
+        log.error("policy.refused", reason=exc.message, kept=engine.bundle.label)
+        notices.append(notice)
+        return engine
+    info = engine.bundle
+    snapshot = settings.home / "policy" / info.sha256
+    if not snapshot.exists():
+        shutil.copytree(info.path, snapshot)
+    change = PolicyChange(
+        name=info.name,
+        version=info.version,
+        sha256=info.sha256,
+        source=str(configured) if configured else "shipped",
+        by=_who(),
+        at=clock.now(),
+    )
+    if store.record_policy(change):
+        log.info("policy.changed", policy_version=info.label, source=change.source, by=change.by)
+    return engine
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "unknown"

@@ -21,7 +21,8 @@ from typing import Any
 
 import yaml
 
-from orchestrator.intent import Change, Intent
+from orchestrator.intent import KINDS, Change, Intent
+from orchestrator.versions import DEPRECATIONS, deprecation, is_deprecated, upgrade
 
 Document = Mapping[str, Any]
 Environment = Mapping[str, Document]
@@ -54,10 +55,63 @@ class Refusal:
     conflict: bool
 
 
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def parse_environment(files: Mapping[str, str]) -> dict[str, Document]:
-    """path → parsed document, for every ``<Kind>/<name>.yaml`` of a snapshot."""
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return {path: yaml.load(text, Loader=loader) for path, text in files.items() if path.endswith(".yaml")}
+    """path → parsed document, for every ``<Kind>/<name>.yaml`` of a snapshot, as ``apx/v1``.
+
+    A file still at an older apiVersion is upgraded as it is read, so planning,
+    the dry-run and the validators see one version and a change is written back
+    as ``apx/v1``; :func:`environment_deprecations` names such files for the
+    decision. Anything else (unknown versions, broken documents) is kept as
+    written, for the validators to report.
+    """
+    out: dict[str, Document] = {}
+    for path, text in files.items():
+        if path.endswith(".yaml"):
+            document = yaml.load(text, Loader=_LOADER)
+            out[path] = upgrade(document) if _old_version(document) else document
+    return out
+
+
+def old_version_documents(files: Mapping[str, str]) -> dict[str, Document]:
+    """path → document as written, for every file of a snapshot still at a deprecated apiVersion."""
+    out: dict[str, Document] = {}
+    for path in sorted(files):
+        text = files[path]
+        # Only files that name an old version can be one; parsing just those keeps this
+        # cheap enough to run beside parse_environment on every snapshot.
+        if path.endswith(".yaml") and any(version in text for version in DEPRECATIONS):
+            document = yaml.load(text, Loader=_LOADER)
+            if _old_version(document):
+                out[path] = document
+    return out
+
+
+def environment_deprecations(files: Mapping[str, str], *, environment: str) -> list[str]:
+    """One deprecation warning per kind and old apiVersion found in a snapshot, naming its files.
+
+    ``environment`` is the snapshot's environment, for the ``apx migrate --env``
+    the warning recommends. Empty when every file is current.
+    """
+    found: dict[tuple[str, str], list[str]] = {}
+    for path, document in old_version_documents(files).items():
+        found.setdefault((document["apiVersion"], document["kind"]), []).append(path)
+    warnings = []
+    for (version, kind), paths in found.items():
+        shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+        count = f"{len(paths)} file{'s' if len(paths) > 1 else ''}"
+        warnings.append(f"{deprecation(version, kind, environment=environment)} ({count}: {shown})")
+    return warnings
+
+
+def _old_version(document: object) -> bool:
+    return (
+        isinstance(document, Mapping)
+        and is_deprecated(document.get("apiVersion"))
+        and document.get("kind") in KINDS
+    )
 
 
 def render(document: Document) -> str:

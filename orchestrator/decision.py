@@ -101,6 +101,12 @@ class Decision(_Value):
     duplicate_of: str | None = None
     #: Unified diff per changed file, for a human reading the decision.
     diff: dict[str, str] = Field(default_factory=dict)
+    #: Shown, not blocking: policy warnings, deprecations, oscillations.
+    warnings: list[str] = Field(default_factory=list)
+    #: Waivers that let a rule pass this time: rule, ticket, reason, expiry.
+    waivers: list[dict[str, Any]] = Field(default_factory=list)
+    #: The environment commit the intent was planned and validated against.
+    revision: str | None = None
     decided_at: datetime | None = None
 
     @property

@@ -9,14 +9,27 @@ bad input. Parsing text into an :class:`Intent` lives in :mod:`orchestrator.pars
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FieldSerializationInfo,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 API_VERSION = "apx/v1"
-#: Versions we still read; older ones are migrated on read (schema evolution).
-READABLE_API_VERSIONS = ("apx/v1",)
+#: Versions we still read, current first; older ones are upgraded on read (schema
+#: evolution, :mod:`orchestrator.versions`, which holds their deprecation dates).
+READABLE_API_VERSIONS = ("apx/v1", "apx/v1alpha1")
 KINDS = ("Product", "Route", "WorkerPool", "NetworkPolicy", "PolicyBundle")
 Kind = Literal["Product", "Route", "WorkerPool", "NetworkPolicy", "PolicyBundle"]
 Action = Literal["create", "update", "delete"]
@@ -79,13 +92,29 @@ class ResourceKey(_Frozen):
         return cls(kind=kind, name=check_name(name, "name"))
 
 
+#: Serialisation context key asking :class:`Resource` for its upgraded spec instead of the submitted one.
+_UPGRADED = "apx.upgraded"
+
+
 class Resource(_Frozen):
-    """A configuration resource as it appears in an intent or the config repo."""
+    """A configuration resource as it appears in an intent or the config repo.
+
+    A resource written at an older ``apiVersion`` (``apx/v1alpha1``) is upgraded
+    as it is read: ``spec`` holds the ``apx/v1`` form, so the schema validator,
+    the changeset planner and dedupe only ever see one version, while
+    ``apiVersion`` stays as submitted so the decision can carry a deprecation
+    warning (:meth:`deprecations`). :meth:`document` is what apx writes: always
+    ``apx/v1``. Dumping the model (``model_dump``, which the intent log stores)
+    gives the resource exactly as it was submitted, so a recorded intent reads
+    back, and re-upgrades, to the same resource.
+    """
 
     apiVersion: str
     kind: Kind
     metadata: ResourceMeta
     spec: dict[str, Any] | None = None
+    #: The spec as submitted, when it was at an older apiVersion and ``spec`` holds its upgrade.
+    _submitted_spec: dict[str, Any] | None = PrivateAttr(default=None)
 
     @field_validator("apiVersion")
     @classmethod
@@ -94,13 +123,69 @@ class Resource(_Frozen):
             raise ValueError(f"unknown apiVersion {v!r}; expected one of {', '.join(READABLE_API_VERSIONS)}")
         return v
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _upgrade(cls, data: Any, handler: ModelWrapValidatorHandler[Resource]) -> Resource:
+        """Validate an older version's resource with its spec upgraded to ``apx/v1``.
+
+        Anything that is not plainly an old resource (unknown version or kind, a
+        spec that is not a mapping) goes through unchanged, so the envelope
+        errors (with their field paths) stay exactly what they were.
+        """
+        if not (
+            isinstance(data, dict)
+            and data.get("apiVersion") != API_VERSION
+            and data.get("apiVersion") in READABLE_API_VERSIONS
+            and data.get("kind") in KINDS
+            and isinstance(data.get("spec"), dict)
+        ):
+            return handler(data)
+        # Imported here: versions needs resources, which needs this module's name rules.
+        from orchestrator.versions import upgrade_spec
+
+        submitted = copy.deepcopy(data["spec"])
+        resource = handler({**data, "spec": upgrade_spec(data["apiVersion"], data["kind"], submitted)})
+        resource._submitted_spec = submitted
+        return resource
+
+    @field_serializer("spec", mode="wrap")
+    def _spec_as_submitted(
+        self,
+        spec: dict[str, Any] | None,
+        handler: SerializerFunctionWrapHandler,
+        info: FieldSerializationInfo,
+    ) -> dict[str, Any] | None:
+        upgraded = isinstance(info.context, dict) and info.context.get(_UPGRADED) is True
+        if self._submitted_spec is not None and not upgraded:
+            spec = self._submitted_spec
+        dumped: dict[str, Any] | None = handler(spec)
+        return dumped
+
     @property
     def key(self) -> ResourceKey:
         return ResourceKey(kind=self.kind, name=self.metadata.name)
 
+    @property
+    def upgraded(self) -> bool:
+        """Read at an older apiVersion and upgraded to the current one."""
+        return self.apiVersion != API_VERSION
+
     def document(self) -> dict[str, Any]:
-        """The plain mapping written to ``<Kind>/<name>.yaml``."""
-        return self.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+        """The plain mapping written to ``<Kind>/<name>.yaml``: always the current ``apx/v1``."""
+        document = self.model_dump(
+            mode="json", exclude_none=True, exclude_defaults=True, context={_UPGRADED: True}
+        )
+        document["apiVersion"] = API_VERSION
+        return document
+
+    def deprecations(self) -> list[str]:
+        """The deprecation warning for this resource's apiVersion, if it is an older one."""
+        if not self.upgraded:
+            return []
+        from orchestrator.versions import deprecation  # lazily: see _upgrade
+
+        warning = deprecation(self.apiVersion, self.kind)
+        return [warning] if warning else []
 
 
 class Change(_Frozen):
@@ -172,7 +257,13 @@ class Intent(_Frozen):
         return [c.resource.key for c in self.spec.changes]
 
     def changes_document(self) -> list[dict[str, Any]]:
-        """The changes as plain data: what dedupe canonicalises and the log stores."""
-        return [
-            c.model_dump(mode="json", exclude_none=True, exclude_defaults=True) for c in self.spec.changes
-        ]
+        """The changes as plain data, every resource as ``apx/v1``: what dedupe canonicalises.
+
+        Upgraded, so an ``apx/v1alpha1`` intent and an ``apx/v1`` intent that ask
+        for the same change are duplicates of each other.
+        """
+        return [{"action": c.action, "resource": c.resource.document()} for c in self.spec.changes]
+
+    def deprecations(self) -> list[str]:
+        """Deprecation warnings for resources submitted at an older apiVersion, once per kind."""
+        return list(dict.fromkeys(w for c in self.spec.changes for w in c.resource.deprecations()))

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol, TypedDict
 
 import structlog
@@ -33,18 +34,24 @@ from orchestrator import admission
 from orchestrator.canonical import dedupe_key
 from orchestrator.changeset import Environment, Plan, Refusal, change_summary, parse_environment, plan
 from orchestrator.clock import Clock
+from orchestrator.cumulative import routes_in_window
 from orchestrator.decision import ADMITTED, Check, Decision, PullRequestRef, Rollback, Status
 from orchestrator.errors import ApxError, BadInput, BranchMoved, NotFound, UnknownEnvironment
 from orchestrator.ids import new_intent_id, new_trace_id
 from orchestrator.intent import Intent, check_name
 from orchestrator.logs import get_logger
+from orchestrator.oscillation import Oscillation, PastChange, detect
 from orchestrator.ports import BreakerStore, ConfigRepo, EnvironmentLock, IntentStore, Snapshot
 from orchestrator.records import BreakerState, IntentRecord, IntentView
-from orchestrator.settings import Settings
-from validators import ValidationContext, Validator, run_chain
+from orchestrator.settings import Settings, format_duration
+from orchestrator.verdict import Verdict, combine
+from validators import ValidationContext, Validator, blast_radius, run_chain
+from validators.policy import PolicyEngine
 
 log = get_logger("apx.pipeline")
 _PARSED_CACHE = 16
+#: Changes that are in the environment: what an oscillation can undo.
+_LANDED = frozenset({Status.APPLIED, Status.MERGED})
 
 
 class Store(IntentStore, BreakerStore, Protocol):
@@ -58,7 +65,10 @@ class _State(TypedDict, total=False):
     current: Snapshot
     current_env: Environment
     plan: Plan
-    checks: list[Check]
+    verdict: Verdict
+    blast_radius: dict[str, Any]
+    #: Replay: decide as usual but write nothing (no commit, no breaker).
+    dry_run: bool
     decision: Decision
 
 
@@ -72,6 +82,7 @@ class Orchestrator:
         lock: EnvironmentLock,
         clock: Clock,
         validators: Sequence[Validator],
+        policy: PolicyEngine,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -79,6 +90,7 @@ class Orchestrator:
         self._lock = lock
         self._clock = clock
         self._validators = list(validators)
+        self._policy = policy
         self._graph = self._build_graph()
         # Parsed environments by commit id. Commits are immutable, so entries never
         # go stale; parsing ~64 YAML files is the largest cost of a decision otherwise.
@@ -223,7 +235,7 @@ class Orchestrator:
         view = state["view"]
         record = view.record
         intent = Intent.model_validate(record.document)
-        head = self._repo.head(self._settings.branch_of(record.environment))
+        head = state.get("head") or self._repo.head(self._settings.branch_of(record.environment))
         if head is None:
             raise NotFound(f"branch for {record.environment} disappeared")
         current, current_env = self._environment(head)
@@ -239,6 +251,7 @@ class Orchestrator:
                     status=Status.REJECTED,
                     reasons=[prefix + r for r in result.reasons],
                     checks=[check],
+                    revision=head,
                 ),
             }
         return {
@@ -258,42 +271,183 @@ class Orchestrator:
             after=planned.after,
             changed=planned.changed,
         )
+        blast = blast_radius.compute(
+            before=ctx.before,
+            after=ctx.after,
+            changed=ctx.changed,
+            tenant=record.tenant,
+            environment=record.environment,
+        )
         checks = [
             Check(name="sequence", passed=True, messages=planned.notes),
             *run_chain(self._validators, ctx),
+            Check(name="blast_radius", passed=True, messages=[blast.summary()]),
         ]
-        reasons = [m for c in checks if not c.passed for m in (c.messages or [f"{c.name} check failed"])]
-        if not planned.files:
-            reasons.append("no change: every resource already has the proposed content")
-        if reasons:
-            decision = self._decision(
-                record, status=Status.REJECTED, reasons=reasons, checks=checks, diff=planned.diff
+        now = self._clock.now()
+        rules = self._settings.policy
+        cumulative = routes_in_window(
+            intent_id=record.id,
+            agent=record.agent,
+            tenant=record.tenant,
+            targets=record.targets,
+            recent=self._store.recent(
+                environment=record.environment, since=now - rules.cumulative_window, statuses=ADMITTED
+            ),
+            window=format_duration(rules.cumulative_window),
+        )
+        oscillations = self._oscillations(record, intent, state["current_env"], planned, now=now)
+        env = self._settings.environments[record.environment]
+        result = self._policy.evaluate(
+            {
+                "intent": {
+                    "id": record.id,
+                    "agent": record.agent,
+                    "tenant": record.tenant,
+                    "environment": record.environment,
+                    "mode": env.mode,
+                },
+                "changes": [
+                    {
+                        "action": c.action,
+                        "kind": c.resource.kind,
+                        "name": c.resource.metadata.name,
+                        "tenant": c.resource.metadata.tenant,
+                    }
+                    for c in intent.spec.changes
+                ],
+                "blast": blast.policy_input(),
+                "cumulative": cumulative.policy_input(),
+                "now": now.isoformat().replace("+00:00", "Z"),
+                "now_ns": int(now.timestamp() * 1_000_000_000),
+            }
+        )
+        verdict = combine(
+            checks=checks,
+            policy=result,
+            no_change=not planned.files,
+            oscillations=oscillations,
+            deprecations=intent.deprecations(),
+        )
+        radius = {**blast.as_dict(), "cumulative": cumulative.policy_input()}
+        if oscillations and self._settings.admission.breaker.trip_on_oscillation and not state.get("dry_run"):
+            self._trip_on_oscillation(record, oscillations, now=now)
+        out: _State = {"verdict": verdict, "blast_radius": radius}
+        if verdict.rejected:
+            out["decision"] = self._decision(
+                record,
+                status=Status.REJECTED,
+                reasons=verdict.reasons,
+                checks=verdict.checks,
+                diff=planned.diff,
+                blast_radius=radius,
+                warnings=verdict.warnings,
+                waivers=verdict.waivers,
+                revision=state["head"],
             )
-            return {"checks": checks, "decision": decision}
-        return {"checks": checks}
+        return out
+
+    def _oscillations(
+        self, record: IntentRecord, intent: Intent, current: Environment, planned: Plan, *, now: datetime
+    ) -> list[Oscillation]:
+        """A→B→A on a field: this intent undoing another agent's recent applied change."""
+        targets = set(record.targets)
+        since = now - self._settings.admission.oscillation_window
+        recent = [
+            r
+            for r in self._store.recent(environment=record.environment, since=since, statuses=_LANDED)
+            if r.agent != record.agent and targets.intersection(r.targets)
+        ]
+        history: list[PastChange] = []
+        for earlier in recent:
+            view = self._store.get(earlier.id)
+            if view is None or view.decision is None or view.decision.rollback is None:
+                continue
+            befores = {_target_of(c): c.get("resource") for c in view.decision.rollback.changes}
+            for change in view.record.document["spec"]["changes"]:
+                target = _target_of(change)
+                if target in targets:
+                    before = befores.get(target)
+                    history.append(
+                        PastChange(
+                            intent_id=earlier.id,
+                            agent=earlier.agent,
+                            target=target,
+                            before=before if isinstance(before, dict) and "spec" in before else None,
+                            after=change["resource"] if change["action"] != "delete" else None,
+                        )
+                    )
+        found: list[Oscillation] = []
+        for change in intent.spec.changes:
+            key = change.resource.key
+            found += detect(
+                agent=record.agent,
+                target=str(key),
+                current=current.get(key.path),
+                proposed=planned.after.get(key.path),
+                history=history,
+            )
+        return found
+
+    def _trip_on_oscillation(
+        self, record: IntentRecord, found: Sequence[Oscillation], *, now: datetime
+    ) -> None:
+        state = self._store.breaker(tenant=record.tenant, environment=record.environment)
+        if state is not None and state.open and state.closes_at is not None and state.closes_at > now:
+            return
+        tripped = BreakerState(
+            tenant=record.tenant,
+            environment=record.environment,
+            open=True,
+            opened_at=now,
+            closes_at=now + self._settings.admission.breaker.cooldown,
+            reason=found[0].describe(),
+            tripped_by=record.id,
+            count_from=state.count_from if state else None,
+            reset_at=state.reset_at if state else None,
+            reset_by=state.reset_by if state else None,
+        )
+        self._store.save_breaker(tripped)
+        self._alert_breaker(tripped)
 
     def _route(self, state: _State) -> _State:
-        record, intent, planned = state["view"].record, state["intent"], state["plan"]
+        record, intent, planned, verdict = (
+            state["view"].record,
+            state["intent"],
+            state["plan"],
+            state["verdict"],
+        )
         env = self._settings.environments[record.environment]
         branch = self._settings.branch_of(record.environment)
+        review = env.mode == "pr" or verdict.needs_review
+        common: dict[str, Any] = {
+            "checks": verdict.checks,
+            "diff": planned.diff,
+            "blast_radius": state["blast_radius"],
+            "warnings": verdict.warnings,
+            "waivers": verdict.waivers,
+            "revision": state["head"],
+        }
+        if state.get("dry_run"):
+            status = Status.PR_OPEN if review else Status.APPLIED
+            return {
+                "decision": self._decision(record, status=status, reasons=list(verdict.reasons), **common)
+            }
         message = _commit_message(record, intent)
-        if env.mode == "auto":
+        if not review:
             commit = self._repo.commit(
                 branch=branch, parent=state["head"], files=planned.files, message=message
             )
             # The new head is exactly the plan's result: the next intent need not re-parse it.
             self._remember(commit, self._repo.read(commit), planned.after)
-            return {
-                "decision": self._decision(
-                    record,
-                    status=Status.APPLIED,
-                    commit=commit,
-                    rollback=_rollback(commit, branch, planned),
-                    checks=state["checks"],
-                    diff=planned.diff,
-                    reasons=planned.notes,
-                )
-            }
+            decision = self._decision(
+                record,
+                status=Status.APPLIED,
+                commit=commit,
+                rollback=_rollback(commit, branch, planned),
+                reasons=planned.notes,
+                **common,
+            )
+            return {"decision": decision}
         pr_branch = f"apx/{record.id}"
         commit = self._repo.commit(
             branch=pr_branch, parent=state["head"], files=planned.files, message=message
@@ -301,20 +455,39 @@ class Orchestrator:
         pr = PullRequestRef(
             id="pr-" + record.id.removeprefix("in-"), branch=pr_branch, base=branch, head=commit
         )
-        needs = env.approvals
-        reasons = [f"{branch} changes need {needs} human approval(s): review PR {pr.id}", *planned.notes]
-        return {
-            "decision": self._decision(
-                record,
-                status=Status.PR_OPEN,
-                commit=commit,
-                pr=pr,
-                rollback=_rollback(commit, branch, planned),
-                checks=state["checks"],
-                diff=planned.diff,
-                reasons=reasons,
-            )
-        }
+        why = (
+            [f"{branch} changes need {env.approvals} human approval(s): review PR {pr.id}"]
+            if env.mode == "pr"
+            else [f"review PR {pr.id}: this change needs a human even in {record.environment}"]
+        )
+        decision = self._decision(
+            record,
+            status=Status.PR_OPEN,
+            commit=commit,
+            pr=pr,
+            rollback=_rollback(commit, branch, planned),
+            reasons=[*why, *verdict.reasons, *planned.notes],
+            **common,
+        )
+        return {"decision": decision}
+
+    # -- replay -------------------------------------------------------------------
+
+    def replay(self, intent_id: str) -> tuple[Decision, Decision]:
+        """Decide a recorded intent again, against the revision it was decided on,
+        with this orchestrator's validators and policy; nothing is written.
+
+        Returns (recorded, replayed). Held intents never reached validation:
+        they are replayed as if admitted, which is what a policy question asks.
+        """
+        view = self._store.get(intent_id)
+        if view is None:
+            raise NotFound(f"no intent {intent_id!r}")
+        recorded = view.decision or self._decision(view.record, status=view.status, reasons=[])
+        revision = recorded.revision or view.record.base_revision
+        state = self._graph.invoke({"view": view, "head": revision, "dry_run": True})
+        replayed: Decision = state["decision"]
+        return recorded, replayed
 
     def _environment(self, revision: str) -> tuple[Snapshot, Environment]:
         if revision in self._parsed:
@@ -371,6 +544,7 @@ class Orchestrator:
             agent=record.agent,
             reasons=reasons,
             decided_at=self._clock.now(),
+            policy_version=fields.pop("policy_version", self._policy.bundle.label),
             **fields,
         )
 
@@ -394,6 +568,11 @@ def _next_unless_decided(next_node: str) -> Any:
         return END if "decision" in state else next_node
 
     return route
+
+
+def _target_of(change: Mapping[str, Any]) -> str:
+    resource = change.get("resource") or {}
+    return f"{resource.get('kind')}/{(resource.get('metadata') or {}).get('name')}"
 
 
 def _commit_message(record: IntentRecord, intent: Intent) -> str:

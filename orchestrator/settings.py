@@ -83,6 +83,9 @@ class BreakerSettings(_Section):
     window: Duration = timedelta(minutes=15)
     #: How long a tripped breaker holds agent intents unless a human resets it.
     cooldown: Duration = timedelta(minutes=30)
+    #: Two agents undoing each other's change (A→B→A on one field) is the loop
+    #: the breaker exists to stop: open it at once instead of waiting for the count.
+    trip_on_oscillation: bool = True
 
 
 class AdmissionSettings(_Section):
@@ -95,6 +98,8 @@ class AdmissionSettings(_Section):
     max_intent_bytes: int = Field(default=1 << 20, ge=1024)
     #: How long a submit waits for another process deciding the same environment.
     lock_timeout: Duration = timedelta(seconds=60)
+    #: How far back a change counts as "recent" when looking for A→B→A oscillations.
+    oscillation_window: Duration = timedelta(minutes=30)
 
 
 class PolicySettings(_Section):
@@ -102,6 +107,10 @@ class PolicySettings(_Section):
     bundle: Path | None = None
     #: Evaluate on this OPA server instead of in-process.
     opa_url: str | None = None
+    #: An evaluation slower than this fails closed (the intent is rejected).
+    budget: Duration = timedelta(milliseconds=250)
+    #: The cumulative limits (e.g. routes per agent) count admitted intents this far back.
+    cumulative_window: Duration = timedelta(hours=1)
 
 
 class EnvironmentSettings(_Section):

@@ -180,7 +180,7 @@ def test_intents_proposed_at_once_are_decided_in_order_and_a_clash_is_a_conflict
 
 def test_a_schema_violation_is_rejected_naming_the_field_and_writes_nothing(app: App) -> None:
     head = app.repo.head("dev")
-    decision = app.orchestrator.submit(intent("dev", ("update", doc(POOL, replicas=500))), agent="builder")
+    decision = app.orchestrator.submit(intent("dev", ("update", doc(POOL, replicas=25))), agent="builder")
     assert decision.status is Status.REJECTED
     assert any("WorkerPool/checkout" in r and "replicas" in r for r in decision.reasons)
     assert app.repo.head("dev") == head

@@ -1,0 +1,1 @@
+"""The default policy bundle (``constraints/bundle/``) and its loader (:mod:`constraints.bundle`)."""

@@ -1,0 +1,12 @@
+package apx.rules.replicas
+
+import rego.v1
+
+import data.apx.lib
+
+# replicas_after_max is the largest of replicas/maxReplicas any changed WorkerPool ends with.
+violation contains {"rule": "max-replicas", "effect": "deny", "msg": msg, "resources": lib.changed({"WorkerPool"})} if {
+	replicas := input.blast.replicas_after_max
+	replicas > lib.limit("max_replicas")
+	msg := concat("", ["the intent sets replicas to ", lib.text(replicas), "; at most ", lib.text(lib.limit("max_replicas")), " are allowed"])
+}
