@@ -34,8 +34,12 @@ app = typer.Typer(
 )
 intents_app = typer.Typer(help="Query the intent log.", no_args_is_help=True)
 breakers_app = typer.Typer(help="See and reset circuit breakers.", no_args_is_help=True)
+policy_app = typer.Typer(help="Lint, test and version policy bundles.", no_args_is_help=True)
+schema_app = typer.Typer(help="The resource kinds' schemas.", no_args_is_help=True)
 app.add_typer(intents_app, name="intents")
 app.add_typer(breakers_app, name="breakers")
+app.add_typer(policy_app, name="policy")
+app.add_typer(schema_app, name="schema")
 
 HomeOption = Annotated[
     Path | None,
@@ -49,10 +53,13 @@ class Output(StrEnum):
     csv = "csv"
 
 
-def _app(home: Path | None) -> App:
+def _app(home: Path | None, *, policy_bundle: Path | None = None) -> App:
     from orchestrator.bootstrap import build
 
-    return build(home or Path(".apx"))
+    application = build(home or Path(".apx"), policy_bundle=policy_bundle)
+    for notice in application.notices:
+        typer.echo(f"apx: warning: {notice}", err=True)
+    return application
 
 
 def _out(text: str = "") -> None:
@@ -124,6 +131,10 @@ def _print_decision(decision: Decision) -> None:
     _out(decision.summary())
     for reason in decision.reasons[1:]:
         _out(f"  reason: {reason}")
+    for warning in decision.warnings:
+        _out(f"  warning: {warning}")
+    for waiver in decision.waivers:
+        _out(f"  waiver used: {waiver.get('rule')} by {waiver.get('ticket')} until {waiver.get('expires')}")
     for check in decision.checks:
         mark = "pass" if check.passed else "FAIL"
         _out(f"  check {check.name}: {mark}")
@@ -135,6 +146,8 @@ def _print_decision(decision: Decision) -> None:
         _out(f"  pr: {decision.pr.id} ({decision.pr.branch} → {decision.pr.base})")
     if decision.rollback:
         _out(f"  rollback: {decision.rollback.git}")
+    if decision.policy_version:
+        _out(f"  policy: {decision.policy_version}")
     _out(f"  trace: {decision.trace_id}")
 
 
@@ -289,6 +302,165 @@ def intents_show(
             _out(diff.rstrip("\n"))
     _out("intent:")
     _out(yaml.safe_dump(record.document, sort_keys=False).rstrip("\n"))
+
+
+@intents_app.command("replay")
+def intents_replay(
+    intent_id: Annotated[str, typer.Argument(metavar="ID", help="The intent id.")],
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="Replay under this bundle instead of the one in force.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print both decisions as JSON.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Re-run validation and policy on a recorded intent, against the revision it was
+    decided on; apply nothing; show what would differ. Exit 0 if nothing differs, 1 if it does."""
+    application = _app(home, policy_bundle=policy)
+    recorded, replayed = application.orchestrator.replay(intent_id)
+    differences = _differences(recorded, replayed)
+    if as_json:
+        _out(
+            json.dumps(
+                {
+                    "recorded": recorded.model_dump(mode="json"),
+                    "replayed": replayed.model_dump(mode="json"),
+                    "differences": differences,
+                },
+                indent=2,
+            )
+        )
+    else:
+        _out(f"recorded: {recorded.status.value} under {recorded.policy_version}")
+        _out(f"replayed: {replayed.status.value} under {replayed.policy_version} (nothing applied)")
+        for line in differences or ["no difference"]:
+            _out(f"  {line}")
+    raise typer.Exit(1 if differences else 0)
+
+
+def _differences(recorded: Decision, replayed: Decision) -> list[str]:
+    out = []
+    if recorded.status is not replayed.status:
+        out.append(f"status: {recorded.status.value} → {replayed.status.value}")
+    before = {c.name: c for c in recorded.checks}
+    after = {c.name: c for c in replayed.checks}
+    for name in sorted(set(before) | set(after)):
+        old, new = before.get(name), after.get(name)
+        if old is None or new is None or old.passed != new.passed or old.messages != new.messages:
+            out.append(f"check {name}: {_check_text(old)} → {_check_text(new)}")
+    gone = [r for r in recorded.reasons if r not in replayed.reasons]
+    came = [r for r in replayed.reasons if r not in recorded.reasons]
+    out += [f"reason no longer given: {r}" for r in gone] + [f"new reason: {r}" for r in came]
+    return out
+
+
+def _check_text(check: Any) -> str:
+    if check is None:
+        return "(not run)"
+    state = "pass" if check.passed else "FAIL"
+    return f"{state} {'; '.join(check.messages)}" if check.messages else state
+
+
+# -- policy and schema ---------------------------------------------------------------
+
+BundleArg = Annotated[
+    Path | None, typer.Argument(metavar="[DIR]", help="A bundle directory (default: the bundle in force).")
+]
+
+
+def _bundle_dir(directory: Path | None, home: Path | None) -> Path | None:
+    if directory is not None:
+        return directory
+    from orchestrator.settings import load_settings
+
+    return load_settings(home or Path(".apx")).policy.bundle
+
+
+@policy_app.command("lint")
+def policy_lint(directory: BundleArg = None, home: HomeOption = None) -> None:
+    """Compile the bundle and check it for what regopy gets wrong; print file:line problems."""
+    from constraints.bundle import lint
+
+    problems = lint(_bundle_dir(directory, home))
+    for problem in problems:
+        _out(problem)
+    if problems:
+        raise typer.Exit(1)
+    _out("ok: no problems")
+
+
+@policy_app.command("test")
+def policy_test(directory: BundleArg = None, home: HomeOption = None) -> None:
+    """Run the bundle's *_test.rego unit tests."""
+    from constraints.bundle import run_tests
+
+    report = run_tests(_bundle_dir(directory, home))
+    for result in report.results:
+        mark = "PASS" if result.passed else result.outcome.upper()
+        _out(f"{mark} {result.file}: {result.name}" + (f" — {result.message}" if result.message else ""))
+    _out(report.summary())
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+@policy_app.command("version")
+def policy_version(
+    directory: BundleArg = None,
+    history: Annotated[
+        bool, typer.Option("--history", help="Also list every bundle that was in force.")
+    ] = False,
+    home: HomeOption = None,
+) -> None:
+    """Name, semver and sha256 of a bundle; with --history, who brought each bundle into force and when."""
+    from constraints.bundle import load_bundle
+
+    info = load_bundle(_bundle_dir(directory, home)).info
+    _out(f"{info.label}  ({info.path})")
+    _out(f"sha256 {info.sha256}")
+    if history:
+        application = _app(home)
+        for change in application.store.policy_history():
+            at = change.at.isoformat(timespec="seconds")
+            _out(
+                f"{at}  {change.name}@{change.version}+{change.sha256[:12]}"
+                f"  by {change.by}  from {change.source}"
+            )
+
+
+@schema_app.command("export")
+def schema_export(
+    directory: Annotated[Path, typer.Argument(help="Where to write the *.schema.json files.")] = Path(
+        "schemas"
+    ),
+) -> None:
+    """Write the JSON Schema of every kind and apiVersion (from the pydantic models)."""
+    from orchestrator.schema_tools import export_json_schemas
+
+    for path in export_json_schemas(directory):
+        _out(str(path))
+
+
+@app.command()
+def migrate(
+    env: Annotated[str, typer.Option("--env", help="The environment whose branch to rewrite.")],
+    home: HomeOption = None,
+) -> None:
+    """Rewrite every resource on an environment's branch still at an old apiVersion, as one signed commit."""
+    from orchestrator.ids import new_trace_id
+    from orchestrator.schema_tools import migrate_environment
+
+    application = _app(home)
+    if env not in application.settings.environments:
+        raise BadInput(f"environment {env!r} is not configured")
+    branch = application.settings.branch_of(env)
+    with application.orchestrator.holding(env):
+        commit = migrate_environment(
+            application.repo,
+            branch=branch,
+            message_trailers={"Trace-Id": new_trace_id(), "Agent": "apx-migrate"},
+        )
+    _out(
+        f"{branch}: migrated in signed commit {commit}" if commit else f"{branch}: every resource is current"
+    )
 
 
 # -- breakers ------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol, TypedDict
 
@@ -183,6 +184,10 @@ class Orchestrator:
         return self._decision(record, status=Status.QUEUED, reasons=[])
 
     # -- phase 2: decide --------------------------------------------------------
+
+    def holding(self, environment: str) -> AbstractContextManager[None]:
+        """The environment's lock, for maintenance that writes its branch (``apx migrate``)."""
+        return self._lock.hold(environment)
 
     def drain(self, environment: str) -> list[Decision]:
         """Decide every queued intent of ``environment``, oldest first."""

@@ -207,11 +207,19 @@ def test_every_field_with_a_secret_is_named_once() -> None:
     assert [m.split(": ")[1] for m in check.messages] == ["spec.env[2].value", "spec.env[4].value"]
 
 
-def test_a_secret_used_as_a_key_is_redacted_from_the_field_path() -> None:
+def test_a_secret_used_as_a_key_is_named_by_its_parent_and_redacted_from_paths() -> None:
     token = SECRETS["github-classic"][1]
-    check = SCANNER.check(context(lambda pool: pool["metadata"].update({"labels": {token: "x"}})))
-    assert not check.passed
+
+    def edit(pool: dict[str, Any]) -> None:
+        pool["metadata"]["labels"] = {token: "x"}
+        pool["spec"]["vault"] = {token: {"password": "hunter2-but-longer"}}
+
+    check = SCANNER.check(context(edit))
+
     assert check.messages[0].startswith("WorkerPool/checkout: metadata.labels (a key): ")
+    assert check.messages[1].startswith("WorkerPool/checkout: spec.vault (a key): ")
+    assert check.messages[2].startswith("WorkerPool/checkout: spec.vault.<redacted>.password: ")
+    assert "Credential Field" in check.messages[2]
     assert_not_echoed(check.messages, token)
 
 
