@@ -168,7 +168,9 @@ def test_the_example_input_passes_every_default_rule(engine: RegoPyEngine) -> No
 
 
 def test_the_hourly_route_limit_names_the_count_and_the_earlier_intents(engine: RegoPyEngine) -> None:
-    result = engine.evaluate(policy_input(cumulative={"window": "1h", "routes": 62, "intents": ["in-1", "in-2"]}))
+    result = engine.evaluate(
+        policy_input(cumulative={"window": "1h", "routes": 62, "intents": ["in-1", "in-2"]})
+    )
     assert [v.message for v in result.deny] == [
         "with this intent the agent has touched 62 distinct routes within 1h (limit 50); "
         "earlier intents counted: in-1, in-2"
@@ -177,9 +179,7 @@ def test_the_hourly_route_limit_names_the_count_and_the_earlier_intents(engine: 
 
 def test_a_rule_still_fires_when_the_fields_its_message_reads_are_missing(engine: RegoPyEngine) -> None:
     """The sprintf-on-a-missing-field pitfall: optional fields must not make a rule undefined."""
-    document = policy_input(
-        cumulative={"routes": 51}, blast=with_network(changed=True, opens_world=True)
-    )
+    document = policy_input(cumulative={"routes": 51}, blast=with_network(changed=True, opens_world=True))
     del document["cumulative"]["intents"], document["cumulative"]["window"]
     del document["blast"]["network"]["added_cidrs"], document["blast"]["network"]["removed_cidrs"]
     result = engine.evaluate(document)
@@ -191,8 +191,14 @@ def test_a_rule_still_fires_when_the_fields_its_message_reads_are_missing(engine
     ("damage", "named"),
     [
         (lambda d: d["blast"].pop("routes_touched"), "input.blast.routes_touched of type number"),
-        (lambda d: d["blast"].update(replicas_after_max="101"), "input.blast.replicas_after_max of type number"),
-        (lambda d: d["blast"]["network"].pop("opens_world"), "input.blast.network.opens_world of type boolean"),
+        (
+            lambda d: d["blast"].update(replicas_after_max="101"),
+            "input.blast.replicas_after_max of type number",
+        ),
+        (
+            lambda d: d["blast"]["network"].pop("opens_world"),
+            "input.blast.network.opens_world of type boolean",
+        ),
         (lambda d: d.pop("now_ns"), "input.now_ns of type number"),
         (lambda d: d["changes"][0].pop("name"), "change 0 has no name"),
     ],
@@ -313,7 +319,9 @@ def test_a_bundle_that_does_not_compile_is_refused_with_file_and_line(
     engine: RegoPyEngine, bundle_copy: Callable[..., Path], tmp_path: Path
 ) -> None:
     before = engine.evaluate(policy_input(blast={"replicas_after_max": 150}))
-    broken = bundle_copy(files={"apx/rules/broken.rego": "package apx.rules.broken\n\nimport rego.v1\n\nx if {\n\t1 ==\n}\n"})
+    broken = bundle_copy(
+        files={"apx/rules/broken.rego": "package apx.rules.broken\n\nimport rego.v1\n\nx if {\n\t1 ==\n}\n"}
+    )
     cache = tmp_path / "cache"
 
     with pytest.raises(PolicyLoadError) as refused:
@@ -344,7 +352,9 @@ def test_an_unsupported_builtin_in_a_deny_rule_fails_closed(bundle_copy: Callabl
 
 
 def test_an_ill_typed_decision_fails_closed(bundle_copy: Callable[..., Path]) -> None:
-    path = bundle_copy(files={"apx/decision.rego": 'package apx\n\nimport rego.v1\n\ndecision := {"deny": "no"}\n'})
+    path = bundle_copy(
+        files={"apx/decision.rego": 'package apx\n\nimport rego.v1\n\ndecision := {"deny": "no"}\n'}
+    )
     result = engine_for(path).evaluate(example_input())
     assert rules(result.deny) == [POLICY_ERROR_RULE]
     assert result.error is not None and "ill-formed" in result.error
@@ -412,7 +422,9 @@ def test_a_corrupt_cache_file_is_rebuilt(tmp_path: Path) -> None:
     assert engine.evaluate(example_input()).error is None
 
 
-def test_a_changed_bundle_is_not_served_from_the_cache(bundle_copy: Callable[..., Path], tmp_path: Path) -> None:
+def test_a_changed_bundle_is_not_served_from_the_cache(
+    bundle_copy: Callable[..., Path], tmp_path: Path
+) -> None:
     cache = tmp_path / "cache"
     RegoPyEngine(load_bundle(bundle_copy()), cache_dir=cache, isolate=False)
     changed = RegoPyEngine(
@@ -427,7 +439,9 @@ def test_a_changed_bundle_is_not_served_from_the_cache(bundle_copy: Callable[...
 
 def test_the_shipped_bundle_passes_all_its_unit_tests() -> None:
     report = run_tests(None)
-    assert report.passed, report.summary() + "".join(f"\n{r.file} {r.name}: {r.message}" for r in report.failures)
+    assert report.passed, report.summary() + "".join(
+        f"\n{r.file} {r.name}: {r.message}" for r in report.failures
+    )
     tested_files = {r.file for r in report.results}
     assert {
         "apx/decision_test.rego",
@@ -485,14 +499,16 @@ def test_lint_names_an_unsupported_builtin_and_a_compile_error_by_file_and_line(
 def test_lint_flags_rego_that_regopy_gets_wrong(bundle_copy: Callable[..., Path]) -> None:
     path = bundle_copy(
         files={
-            "apx/rules/mock_test.rego": 'package apx_test.mock\n\nimport rego.v1\n\ntest_x if {\n\tdata.apx.decision with input as {}\n}\n',
+            "apx/rules/mock_test.rego": "package apx_test.mock\n\nimport rego.v1\n\ntest_x if {\n\tdata.apx.decision with input as {}\n}\n",
             "apx/rules/limits.rego": "package apx\n\nimport rego.v1\n\nlimits := {}\n",
             "apx/rules/sorted.rego": 'package apx.rules.sorted\n\nimport rego.v1\n\nnames := sort({"b", "a"})\n',
         }
     )
     problems = "\n".join(lint(path))
     assert "apx/rules/mock_test.rego:6: `with input as`" in problems
-    assert "apx/rules/limits.rego:5: rule limits has the path of the data.json key data.apx.limits" in problems
+    assert (
+        "apx/rules/limits.rego:5: rule limits has the path of the data.json key data.apx.limits" in problems
+    )
     assert "apx/rules/sorted.rego:5: regopy's sort()" in problems
 
 
@@ -538,7 +554,9 @@ def test_waiver_expiry_is_precomputed_in_nanoseconds(bundle_copy: Callable[..., 
         ({"name": ""}, "name must be a non-empty string"),
     ],
 )
-def test_a_bad_manifest_is_refused(bundle_copy: Callable[..., Path], manifest: dict[str, str], message: str) -> None:
+def test_a_bad_manifest_is_refused(
+    bundle_copy: Callable[..., Path], manifest: dict[str, str], message: str
+) -> None:
     path = bundle_copy()
     document = json.loads((path / ".manifest").read_text())
     document["metadata"].update(manifest)

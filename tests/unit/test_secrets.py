@@ -359,7 +359,10 @@ def test_looks_random_separates_keys_from_identifiers() -> None:
 
 _values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=60),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=20), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=20) | st.integers() | st.booleans(), inner, max_size=4)
+    ),
     max_leaves=25,
 )
 
