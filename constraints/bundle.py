@@ -122,7 +122,7 @@ def load_bundle(path: Path | None = None) -> Bundle:
     ]
     if nested:
         raise PolicyLoadError(f"{', '.join(nested)}: only a data.json at the bundle root is supported")
-    data = _data(root)
+    data = _with_rule_packages(_data(root), modules)
     return Bundle(
         info=BundleInfo(name=name, version=version, sha256=bundle_sha256(root), path=str(root)),
         compat=compat,
@@ -237,6 +237,8 @@ def _data(root: Path) -> dict[str, Any]:
         return data
     if not isinstance(apx, dict):
         raise _load_error("data.json: apx must be an object")
+    if "rule_packages" in apx:
+        raise _load_error("data.json: apx.rule_packages is computed by the loader; remove it")
     problems = [
         *_check_limits(apx.get("limits")),
         *_check_environments(apx.get("protected_environments")),
@@ -251,6 +253,25 @@ def _data(root: Path) -> dict[str, Any]:
     if waivers is not None:
         data = {**data, "apx": {**apx, "waivers": waivers}}
     return data
+
+
+def _with_rule_packages(data: dict[str, Any], modules: Mapping[str, str]) -> dict[str, Any]:
+    """List the packages ``data.apx.rules.<name>`` that define ``violation``, as data.apx.rule_packages.
+
+    The decision iterates this list: regopy evaluates every rule of every
+    package when the package is left unbound (~6 ms a decision instead of ~0.5).
+    Computed, never written by hand, so a new rule file cannot be forgotten.
+    """
+    packages = sorted(
+        {
+            package.removeprefix("apx.rules.")
+            for source in modules.values()
+            for package in _PACKAGE_LINE.findall(source)[:1]
+            if _RULE_PACKAGE.match(package) and _VIOLATION.search(source)
+        }
+    )
+    apx = data.get("apx", {})
+    return {**data, "apx": {**apx, "rule_packages": packages}}
 
 
 def _check_limits(limits: object) -> list[str]:
@@ -382,6 +403,11 @@ def _static_problems(bundle: Bundle) -> list[str]:
                 f"{file}:{_line(code, match.start())}: regopy's sort() returns arrays that never compare "
                 "equal or index correctly; use a set"
             )
+        if package.startswith("apx.rules.") and not _RULE_PACKAGE.match(package) and _VIOLATION.search(code):
+            problems.append(
+                f"{file}:{_line(code, code.find('package'))}: package {package} is not collected; "
+                "rule packages are apx.rules.<name>"
+            )
         segments = package.split(".")
         if "input" in segments[1:] or "data" in segments[1:]:
             problems.append(
@@ -399,6 +425,8 @@ def _static_problems(bundle: Bundle) -> list[str]:
 
 
 _PACKAGE_LINE = re.compile(r"^package\s+([A-Za-z_][\w.]*)", re.MULTILINE)
+_RULE_PACKAGE = re.compile(r"^apx\.rules\.[A-Za-z_]\w*$")
+_VIOLATION = re.compile(r"^violation\b", re.MULTILINE)
 
 
 def _data_conflicts(file: str, code: str, package: str, data: Mapping[str, Any]) -> list[str]:

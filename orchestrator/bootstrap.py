@@ -29,9 +29,13 @@ from validators.secrets import SecretScanValidator
 log = logs.get_logger("apx.bootstrap")
 
 
-def default_validators() -> list[Validator]:
-    """The validator chain, in the order checks appear on a decision."""
-    return [SchemaValidator(), ReferenceValidator(), SecretScanValidator()]
+def default_validators(secret_scan: SecretScanValidator) -> list[Validator]:
+    """The validator chain, in the order checks appear on a decision.
+
+    The secret scan also screens every intent as it arrives (before it is
+    recorded); running it again here covers what a merge brings in.
+    """
+    return [SchemaValidator(), ReferenceValidator(), secret_scan]
 
 
 @dataclass(frozen=True)
@@ -71,14 +75,16 @@ def build(
     else:
         policy = _policy_in_force(settings, store, clock, notices)
     repo = GitConfigRepo(settings.repo_path)
+    secret_scan = SecretScanValidator()
     orchestrator = Orchestrator(
         settings=settings,
         store=store,
         repo=repo,
         lock=FileEnvironmentLock(settings.home / "locks", timeout=settings.admission.lock_timeout),
         clock=clock,
-        validators=default_validators(),
+        validators=default_validators(secret_scan),
         policy=policy,
+        secret_scan=secret_scan,
     )
     return App(
         settings=settings, store=store, repo=repo, orchestrator=orchestrator, policy=policy, notices=notices

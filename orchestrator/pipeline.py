@@ -48,6 +48,7 @@ from orchestrator.settings import Settings, format_duration
 from orchestrator.verdict import Verdict, combine
 from validators import ValidationContext, Validator, blast_radius, run_chain
 from validators.policy import PolicyEngine
+from validators.secrets import SecretScanValidator
 
 log = get_logger("apx.pipeline")
 _PARSED_CACHE = 16
@@ -84,6 +85,7 @@ class Orchestrator:
         clock: Clock,
         validators: Sequence[Validator],
         policy: PolicyEngine,
+        secret_scan: SecretScanValidator,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -92,6 +94,7 @@ class Orchestrator:
         self._clock = clock
         self._validators = list(validators)
         self._policy = policy
+        self._secret_scan = secret_scan
         self._graph = self._build_graph()
         # Parsed environments by commit id. Commits are immutable, so entries never
         # go stale; parsing ~64 YAML files is the largest cost of a decision otherwise.
@@ -124,6 +127,9 @@ class Orchestrator:
 
         rules = self._settings.admission
         started = time.perf_counter()
+        # Secrets are screened before anything is written: the intent log keeps the
+        # intent as submitted, and a credential must never land there (or in the repo).
+        findings, document = self._screen_secrets(intent, agent)
         with self._lock.hold(environment):
             now = self._clock.now()
             record = IntentRecord(
@@ -134,15 +140,22 @@ class Orchestrator:
                 agent=agent,
                 caused_by=intent.metadata.causedBy,
                 dedupe_key=dedupe_key(
-                    tenant=intent.tenant, environment=environment, changes=intent.changes_document()
+                    tenant=intent.tenant, environment=environment, changes=document["spec"]["changes"]
                 ),
                 base_revision=base,
                 received_at=now,
-                document=intent.model_dump(mode="json", exclude_none=True),
+                document=document,
                 targets=tuple(str(t) for t in intent.targets),
             )
             structlog.contextvars.bind_contextvars(intent_id=record.id, trace_id=record.trace_id)
             try:
+                if findings is not None:
+                    refused = self._decision(
+                        record, status=Status.REJECTED, reasons=list(findings.messages), checks=[findings]
+                    )
+                    self._store.receive(record, status=Status.REJECTED, decision=refused)
+                    self._log_decision(refused, started=started)
+                    return refused
                 verdict = admission.admit(
                     admission.Candidate(
                         intent_id=record.id,
@@ -184,6 +197,17 @@ class Orchestrator:
         return self._decision(record, status=Status.QUEUED, reasons=[])
 
     # -- phase 2: decide --------------------------------------------------------
+
+    def _screen_secrets(self, intent: Intent, agent: str) -> tuple[Check | None, dict[str, Any]]:
+        """(the failed secrets check or None, the intent document with any secret redacted)."""
+        resources = {c.resource.key.path: c.resource.document() for c in intent.spec.changes}
+        ctx = ValidationContext(
+            intent=intent, agent=agent, before={}, after=resources, changed=frozenset(resources)
+        )
+        findings, document = self._secret_scan.redact(ctx, intent.model_dump(mode="json", exclude_none=True))
+        if not findings:
+            return None, document
+        return Check(name=self._secret_scan.name, passed=False, messages=[str(f) for f in findings]), document
 
     def holding(self, environment: str) -> AbstractContextManager[None]:
         """The environment's lock, for maintenance that writes its branch (``apx migrate``)."""
@@ -343,7 +367,10 @@ class Orchestrator:
                 status=Status.REJECTED,
                 reasons=verdict.reasons,
                 checks=verdict.checks,
-                diff=planned.diff,
+                # A diff would show the secret the scan found: leave it out.
+                diff={}
+                if any(c.name == "secrets" and not c.passed for c in verdict.checks)
+                else planned.diff,
                 blast_radius=radius,
                 warnings=verdict.warnings,
                 waivers=verdict.waivers,

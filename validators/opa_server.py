@@ -32,6 +32,8 @@ from validators.policy import (
     PolicyLoadError,
     PolicyResult,
     PolicyServerUnavailable,
+    check_input,
+    policy_document,
 )
 
 _PACKAGE, _RULE = DECISION_PATH.rsplit("/", 1)
@@ -98,7 +100,11 @@ class OpaServerEngine:
 
     def evaluate(self, input: Mapping[str, Any]) -> PolicyResult:
         started = time.perf_counter()
-        body, failure = self._query(dict(input))
+        problems = check_input(input)
+        if problems:
+            return PolicyResult.failed_closed(f"the policy input is malformed: {'; '.join(problems)}")
+        document = policy_document(input, scope=self._bundle.has_waivers)
+        body, failure = self._query(document)
         if failure is None and "result" not in body:
             # An OPA that restarted has no policies: push again, once.
             try:
@@ -106,7 +112,7 @@ class OpaServerEngine:
             except (PolicyLoadError, PolicyServerUnavailable) as exc:
                 failure = f"OPA has no decision and the bundle could not be pushed again ({exc.message})"
             else:
-                body, failure = self._query(dict(input))
+                body, failure = self._query(document)
                 if failure is None and "result" not in body:
                     failure = f"OPA at {self._url} returned no decision: data.apx.decision is undefined"
         elapsed = (time.perf_counter() - started) * 1000

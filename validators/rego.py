@@ -51,7 +51,16 @@ from typing import Any, Literal
 
 import regopy
 
-from validators.policy import DECISION_REF, Bundle, BundleInfo, PolicyLoadError, PolicyResult, example_input
+from validators.policy import (
+    DECISION_REF,
+    Bundle,
+    BundleInfo,
+    PolicyLoadError,
+    PolicyResult,
+    check_input,
+    example_input,
+    policy_document,
+)
 
 #: The query a bundle is compiled for. Bump _CACHE_FORMAT when it changes.
 _QUERY = f"decision := {DECISION_REF}"
@@ -155,6 +164,7 @@ class RegoPyEngine:
         self, bundle: Bundle, *, cache_dir: Path | None = None, budget_ms: float = 100, isolate: bool = True
     ) -> None:
         self._info = bundle.info
+        self._scope = bundle.has_waivers
         self._budget_ms = budget_ms
         self._lock = threading.Lock()
         #: Entry points per rule package, to say which package failed when the decision does.
@@ -186,8 +196,11 @@ class RegoPyEngine:
 
     def evaluate(self, input: Mapping[str, Any]) -> PolicyResult:
         started = time.perf_counter()
+        problems = check_input(input)
+        if problems:
+            return PolicyResult.failed_closed(f"the policy input is malformed: {'; '.join(problems)}")
         try:
-            term = json.dumps(input, allow_nan=False)
+            term = json.dumps(policy_document(input, scope=self._scope), allow_nan=False)
         except (TypeError, ValueError) as exc:
             return PolicyResult.failed_closed(f"the policy input is not JSON ({exc})")
         waiting = time.perf_counter()

@@ -49,7 +49,7 @@ import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
 from detect_secrets.filters.heuristic import (
@@ -356,6 +356,20 @@ class SecretScanValidator:
             for f in found.findings()
         ]
 
+    def redact(self, ctx: ValidationContext, document: object) -> tuple[list[Finding], Any]:
+        """The findings for ``ctx``, and a copy of ``document`` in which every string
+        holding a found secret is replaced by ``<redacted>``: what may be stored."""
+        found = self._scan(ctx)
+        findings = [
+            Finding(
+                resource=_redact(f.resource, found.values),
+                field=_redact(f.field, found.values),
+                detectors=f.detectors,
+            )
+            for f in found.findings()
+        ]
+        return findings, _redact_tree(document, found.values) if found.values else document
+
     def _scan(self, ctx: ValidationContext) -> _Collector:
         found = _Collector()
         lines = _Lines()
@@ -527,3 +541,14 @@ __all__ = [
     "is_placeholder",
     "looks_random",
 ]
+
+
+def _redact_tree(value: Any, secrets: Collection[str]) -> Any:
+    """``value`` with every string (key or value) that contains one of ``secrets`` replaced."""
+    if isinstance(value, str):
+        return "<redacted>" if any(secret in value for secret in secrets) else value
+    if isinstance(value, Mapping):
+        return {_redact_tree(k, secrets): _redact_tree(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_tree(v, secrets) for v in value]
+    return value

@@ -37,7 +37,7 @@ violation contains {"rule": "internal-only", "effect": "deny", "msg": "ingress o
 """
 
 
-def policy_input(**sections: Mapping[str, Any]) -> dict[str, Any]:
+def policy_input(**sections: Any) -> dict[str, Any]:
     """The example input with some of its sections' fields replaced (one level deep)."""
     document = example_input()
     for name, fields in sections.items():
@@ -190,28 +190,35 @@ def test_a_rule_still_fires_when_the_fields_its_message_reads_are_missing(engine
 @pytest.mark.parametrize(
     ("damage", "named"),
     [
-        (lambda d: d["blast"].pop("routes_touched"), "input.blast.routes_touched of type number"),
+        (
+            lambda d: d["blast"].pop("routes_touched"),
+            "input.blast.routes_touched must be a number, got nothing",
+        ),
         (
             lambda d: d["blast"].update(replicas_after_max="101"),
-            "input.blast.replicas_after_max of type number",
+            "input.blast.replicas_after_max must be a number",
         ),
         (
             lambda d: d["blast"]["network"].pop("opens_world"),
-            "input.blast.network.opens_world of type boolean",
+            "input.blast.network.opens_world must be a boolean",
         ),
-        (lambda d: d.pop("now_ns"), "input.now_ns of type number"),
-        (lambda d: d["changes"][0].pop("name"), "change 0 has no name"),
+        (lambda d: d.pop("now_ns"), "input.now_ns must be an integer"),
+        (lambda d: d["changes"][0].pop("name"), "input.changes[0].name must be a string"),
+        (
+            lambda d: d["blast"].update(routes_touched=True),
+            "input.blast.routes_touched must be a number, not a boolean",
+        ),
     ],
-    ids=["missing", "mistyped", "missing-nested", "no-clock", "unnamed-change"],
+    ids=["missing", "mistyped", "missing-nested", "no-clock", "unnamed-change", "bool-for-number"],
 )
-def test_an_incomplete_input_is_denied_naming_the_field(
+def test_an_incomplete_input_fails_closed_naming_the_field(
     engine: RegoPyEngine, damage: Callable[[dict[str, Any]], object], named: str
 ) -> None:
     document = example_input()
     damage(document)
     result = engine.evaluate(document)
-    assert not result.allowed
-    assert any(v.rule == "policy-input" and named in v.message for v in result.deny)
+    assert rules(result.deny) == [POLICY_ERROR_RULE]
+    assert result.error is not None and named in result.error
 
 
 def test_strings_with_quotes_and_backslashes_survive_the_round_trip(engine: RegoPyEngine) -> None:
@@ -337,7 +344,10 @@ def test_a_bundle_that_does_not_compile_is_refused_with_file_and_line(
 
 
 def test_rego_that_would_crash_regopy_is_refused_at_load_not_run(bundle_copy: Callable[..., Path]) -> None:
-    crashing = 'package apx.rules.mock\n\nimport rego.v1\n\nviolation contains "x" if {\n\tdata.apx.decision with input as {}\n}\n'
+    crashing = (
+        "package apx.rules.mock\n\nimport rego.v1\n\n"
+        'violation contains "x" if {\n\tdata.apx.decision with input as {}\n}\n'
+    )
     path = bundle_copy(files={"apx/rules/mock.rego": crashing})
     with pytest.raises(PolicyLoadError, match=r"apx/rules/mock\.rego:6: `with input as`"):
         RegoPyEngine(load_bundle(path))
@@ -499,9 +509,14 @@ def test_lint_names_an_unsupported_builtin_and_a_compile_error_by_file_and_line(
 def test_lint_flags_rego_that_regopy_gets_wrong(bundle_copy: Callable[..., Path]) -> None:
     path = bundle_copy(
         files={
-            "apx/rules/mock_test.rego": "package apx_test.mock\n\nimport rego.v1\n\ntest_x if {\n\tdata.apx.decision with input as {}\n}\n",
+            "apx/rules/mock_test.rego": (
+                "package apx_test.mock\n\nimport rego.v1\n\n"
+                "test_x if {\n\tdata.apx.decision with input as {}\n}\n"
+            ),
             "apx/rules/limits.rego": "package apx\n\nimport rego.v1\n\nlimits := {}\n",
-            "apx/rules/sorted.rego": 'package apx.rules.sorted\n\nimport rego.v1\n\nnames := sort({"b", "a"})\n',
+            "apx/rules/sorted.rego": (
+                'package apx.rules.sorted\n\nimport rego.v1\n\nnames := sort({"b", "a"})\n'
+            ),
         }
     )
     problems = "\n".join(lint(path))
@@ -513,7 +528,10 @@ def test_lint_flags_rego_that_regopy_gets_wrong(bundle_copy: Callable[..., Path]
 
 
 def test_lint_catches_an_evaluation_error_it_cannot_see_statically(bundle_copy: Callable[..., Path]) -> None:
-    conflict = "package apx.rules.conflict\n\nimport rego.v1\n\nlevel := 1\n\nlevel := 2 if true\n\nviolation contains level\n"
+    conflict = (
+        "package apx.rules.conflict\n\nimport rego.v1\n\n"
+        "level := 1\n\nlevel := 2 if true\n\nviolation contains level\n"
+    )
     path = bundle_copy(files={"apx/rules/conflict.rego": conflict})
     check = check_bundle(load_bundle(path))
     assert check.ok and check.evaluation_error is not None

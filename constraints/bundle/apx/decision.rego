@@ -1,19 +1,23 @@
 # The decision: every violation the rule packages emit, routed by its rule's
 # enforcement mode and set aside when a live waiver covers it.
 #
-# Rules live in packages under data.apx.rules and emit `violation` items
-#   {"rule": id, "effect": "deny" | "require_approval", "msg": text, "resources": {"Kind/name", ...}}
-# so adding a rule is adding a file: nothing here names a rule (except the
-# input guard, which may not be relaxed).
+# Rules live in packages data.apx.rules.<name> and emit `violation` items
+#   {"rule": id, "effect": "deny" | "require_approval", "msg": text,
+#    "kinds": {"Route", ...} | "any"}
+# where `kinds` says which changed resources the violation can come from (what
+# a resource-scoped waiver is matched against). Adding a rule is adding a
+# file: nothing here names a rule, except the input guard, which may not be
+# relaxed.
 #
 # Everything that could silently drop a violation fails closed instead: an
 # unknown effect counts as deny, an unknown mode as enforce, a violation that is
 # not an object is still a denial, and a waiver that cannot be reported does
 # not apply.
 #
-# The routing is a function of its arguments (`route`) so its unit tests call it
-# with literals: regopy rewrites every `with` against the whole rule graph, and
-# a few dozen `with data.apx... as` clauses over the decision took ~30 s to build.
+# The routing is a function of its arguments (`route`) so its unit tests call
+# it with literals: regopy rewrites every `with` against the whole rule graph,
+# and a few dozen `with data.apx... as` clauses over the decision took ~30 s to
+# build.
 package apx
 
 import rego.v1
@@ -22,9 +26,22 @@ import rego.v1
 # the other rules cannot judge the intent at all.
 input_guard := "policy-input"
 
-decision := route(violations, _modes, _waivers, _context)
+# Without waivers nothing reads the scope, so it is not even assembled.
+decision := route(violations, _modes, _waivers, _context) if {
+	count(_waivers) > 0
+} else := route(violations, _modes, [], {})
 
+# The loader lists the rule packages in data.apx.rule_packages: iterating the
+# rule tree with an unbound package (below) evaluates every rule of every
+# package, ~6 ms per decision in regopy instead of ~0.5.
 violations contains normalize(pkg, v) if {
+	some pkg in data.apx.rule_packages
+	some v in data.apx.rules[pkg].violation
+}
+
+# Evaluated by something other than the APX loader (`opa test`, `opa eval`).
+violations contains normalize(pkg, v) if {
+	not is_array(data.apx.rule_packages)
 	some pkg
 	some v in data.apx.rules[pkg].violation
 }
@@ -39,21 +56,21 @@ default _waivers := []
 
 _waivers := data.apx.waivers if is_array(data.apx.waivers)
 
-# What waiver scoping needs from the input; every field has a fallback so the
-# decision itself is never undefined (the input guard reports what is missing).
-_context := {"now_ns": _now_ns, "tenant": _tenant, "changes": _changes}
+# What waiver scoping needs: the engines derive input.scope from input.changes
+# in Python (validators.policy.policy_document), so no rule iterates changes.
+_context := {"now_ns": _now_ns, "tenants": _tenants, "resources": _resources}
 
 default _now_ns := null
 
 _now_ns := input.now_ns
 
-default _tenant := null
+default _tenants := []
 
-_tenant := input.intent.tenant
+_tenants := input.scope.tenants if is_array(input.scope.tenants)
 
-default _changes := []
+default _resources := {}
 
-_changes := input.changes if is_array(input.changes)
+_resources := input.scope.resources if is_object(input.scope.resources)
 
 route(vs, modes, ws, ctx) := {
 	"deny": {{"rule": v.rule, "msg": v.msg} |
@@ -122,50 +139,59 @@ applies(w, v, ctx) if {
 	is_number(w.expires_ns)
 	ctx.now_ns < w.expires_ns
 	_tenant_ok(w, ctx)
-	_resource_ok(w, v)
+	_resource_ok(w, v, ctx)
 }
 
 _tenant_ok(w, _) if object.get(w, "tenant", null) == null
 
-# A tenant-scoped waiver covers an intent only if every change is in that tenant.
+# A tenant-scoped waiver covers an intent only if every tenant it touches
+# (its own and each change's) is that tenant.
 _tenant_ok(w, ctx) if {
 	is_string(w.tenant)
-	ctx.tenant == w.tenant
-	every c in ctx.changes {
-		object.get(c, "tenant", w.tenant) == w.tenant
+	count(ctx.tenants) > 0
+	every t in ctx.tenants {
+		t == w.tenant
 	}
 }
 
-_resource_ok(w, _) if object.get(w, "resource", null) == null
+_resource_ok(w, _, _) if object.get(w, "resource", null) == null
 
 # A resource-scoped waiver covers a violation only if that resource is the only
-# one the violation could come from.
-_resource_ok(w, v) if {
+# changed one the violation could come from.
+_resource_ok(w, v, ctx) if {
 	is_string(w.resource)
-	is_set(v.resources)
-	count(v.resources) > 0
-	every r in v.resources {
-		r == w.resource
+	labels := _labels(v.kinds, ctx.resources)
+	count(labels) > 0
+	every label in labels {
+		label == w.resource
 	}
 }
+
+# The changed resources ("Kind/name") of the given kinds; none for unknown kinds,
+# so a violation that does not say where it comes from is never resource-waived.
+_labels(kinds, resources) := {label | some list in resources; some label in list} if {
+	kinds == "any"
+} else := {label | some kind in kinds; some label in object.get(resources, kind, [])} if {
+	is_set(kinds)
+} else := set()
 
 _effects := {"deny", "require_approval"}
 
 # A violation as the router needs it, whatever shape the rule emitted.
-normalize(pkg, v) := {"rule": pkg, "effect": "deny", "msg": v, "resources": null} if {
+normalize(pkg, v) := {"rule": pkg, "effect": "deny", "msg": v, "kinds": null} if {
 	is_string(v)
 } else := {
 	"rule": _text(object.get(v, "rule", pkg)),
 	"effect": _known_effect(object.get(v, "effect", "deny")),
 	"msg": _message(pkg, object.get(v, "msg", null)),
-	"resources": _labels(object.get(v, "resources", null)),
+	"kinds": _kinds(object.get(v, "kinds", null)),
 } if {
 	is_object(v)
 } else := {
 	"rule": pkg,
 	"effect": "deny",
 	"msg": concat("", ["rule package ", pkg, " emitted a violation that is neither text nor an object"]),
-	"resources": null,
+	"kinds": null,
 }
 
 _text(x) := x if is_string(x) else := sprintf("%v", [x])
@@ -176,9 +202,10 @@ _message(pkg, msg) := msg if {
 	is_string(msg)
 } else := concat("", ["a rule in package ", pkg, " fired without a message"])
 
-# Sets only: regopy's sort() returns arrays that never compare equal.
-_labels(x) := {r | some r in x} if {
+_kinds(x) := x if {
+	x == "any"
+} else := {k | some k in x} if {
 	is_set(x)
-} else := {r | some r in x} if {
+} else := {k | some k in x} if {
 	is_array(x)
 } else := null

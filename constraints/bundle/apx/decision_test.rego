@@ -1,20 +1,23 @@
 # The router: modes, effects and waivers. These call apx.route and
 # apx.normalize with literals instead of mocking with `with`: regopy compiles
 # every `with` against the whole rule graph, which made this file take ~30 s to build.
+# The default rules feeding it are tested with real inputs from Python
+# (tests/integration/test_rego_engine.py).
 package apx_test.decision
 
 import rego.v1
 
 import data.apx
 
-v_deny := {"rule": "r", "effect": "deny", "msg": "too big", "resources": {"WorkerPool/checkout"}}
+v_deny := {"rule": "r", "effect": "deny", "msg": "too big", "kinds": {"WorkerPool"}}
 
-v_approve := {"rule": "a", "effect": "require_approval", "msg": "needs eyes", "resources": {"Route/x"}}
+v_approve := {"rule": "a", "effect": "require_approval", "msg": "needs eyes", "kinds": {"Route"}}
 
 # 2025-06-01T12:00:00Z in nanoseconds.
 now := 1748779200000000000
 
-ctx := {"now_ns": now, "tenant": "acme", "changes": [{"kind": "WorkerPool", "name": "checkout", "tenant": "acme"}]}
+# What the engines derive from input.changes (input.scope) plus the clock.
+ctx := {"now_ns": now, "tenants": ["acme"], "resources": {"WorkerPool": ["WorkerPool/checkout"]}}
 
 waiver := {
 	"rule": "r", "reason": "load test", "ticket": "OPS-1",
@@ -56,13 +59,13 @@ test_an_unknown_mode_means_enforce if {
 }
 
 test_the_input_guard_cannot_be_downgraded if {
-	guard := {"rule": "policy-input", "effect": "deny", "msg": "no input", "resources": set()}
+	guard := {"rule": "policy-input", "effect": "deny", "msg": "no input", "kinds": null}
 	d := apx.route({guard}, {"policy-input": "dryrun"}, [], ctx)
 	count(d.deny) == 1
 }
 
 test_the_input_guard_cannot_be_waived if {
-	guard := {"rule": "policy-input", "effect": "deny", "msg": "no input", "resources": set()}
+	guard := {"rule": "policy-input", "effect": "deny", "msg": "no input", "kinds": null}
 	d := apx.route({guard}, {}, [object.union(waiver, {"rule": "policy-input"})], ctx)
 	count(d.deny) == 1
 	count(d.waived) == 0
@@ -112,13 +115,17 @@ test_a_tenant_scoped_waiver_applies_to_its_tenant if {
 }
 
 test_a_tenant_scoped_waiver_does_not_apply_to_another_tenant if {
-	d := apx.route({v_deny}, {}, [object.union(waiver, {"tenant": "acme"})], {"now_ns": now, "tenant": "globex", "changes": []})
+	d := apx.route({v_deny}, {}, [object.union(waiver, {"tenant": "acme"})], object.union(ctx, {"tenants": ["globex"]}))
 	count(d.deny) == 1
 }
 
-test_a_tenant_scoped_waiver_does_not_cover_a_change_in_another_tenant if {
-	c := {"now_ns": now, "tenant": "acme", "changes": [{"kind": "WorkerPool", "name": "checkout", "tenant": "globex"}]}
-	d := apx.route({v_deny}, {}, [object.union(waiver, {"tenant": "acme"})], c)
+test_a_tenant_scoped_waiver_does_not_cover_an_intent_touching_another_tenant if {
+	d := apx.route({v_deny}, {}, [object.union(waiver, {"tenant": "acme"})], object.union(ctx, {"tenants": ["acme", "globex"]}))
+	count(d.deny) == 1
+}
+
+test_a_tenant_scoped_waiver_needs_to_know_the_tenants if {
+	d := apx.route({v_deny}, {}, [object.union(waiver, {"tenant": "acme"})], object.union(ctx, {"tenants": []}))
 	count(d.deny) == 1
 }
 
@@ -135,13 +142,27 @@ test_a_resource_scoped_waiver_does_not_apply_to_another_resource if {
 }
 
 test_a_resource_scoped_waiver_does_not_cover_a_violation_from_several_resources if {
-	v := object.union(v_deny, {"resources": {"WorkerPool/checkout", "WorkerPool/batch"}})
-	d := apx.route({v}, {}, [object.union(waiver, {"resource": "WorkerPool/checkout"})], ctx)
+	c := object.union(ctx, {"resources": {"WorkerPool": ["WorkerPool/batch", "WorkerPool/checkout"]}})
+	d := apx.route({v_deny}, {}, [object.union(waiver, {"resource": "WorkerPool/checkout"})], c)
 	count(d.deny) == 1
 }
 
-test_a_resource_scoped_waiver_does_not_cover_a_violation_with_unknown_resources if {
-	v := object.union(v_deny, {"resources": null})
+test_a_resource_scoped_waiver_ignores_changes_of_kinds_the_rule_does_not_read if {
+	c := object.union(ctx, {"resources": {"WorkerPool": ["WorkerPool/checkout"], "Route": ["Route/a"]}})
+	d := apx.route({v_deny}, {}, [object.union(waiver, {"resource": "WorkerPool/checkout"})], c)
+	count(d.deny) == 0
+}
+
+test_a_resource_scoped_waiver_on_a_rule_about_any_change_needs_that_change_alone if {
+	v := object.union(v_approve, {"kinds": "any"})
+	w := object.union(waiver, {"rule": "a", "resource": "WorkerPool/checkout"})
+	c := object.union(ctx, {"resources": {"WorkerPool": ["WorkerPool/checkout"], "Route": ["Route/a"]}})
+	count(apx.route({v}, {}, [w], c).require_approval) == 1
+	count(apx.route({v}, {}, [w], ctx).require_approval) == 0
+}
+
+test_a_resource_scoped_waiver_does_not_cover_a_violation_of_unknown_origin if {
+	v := object.union(v_deny, {"kinds": null})
 	d := apx.route({v}, {}, [object.union(waiver, {"resource": "WorkerPool/checkout"})], ctx)
 	count(d.deny) == 1
 }
@@ -151,7 +172,7 @@ test_normalize_keeps_a_well_formed_violation if {
 }
 
 test_normalize_turns_plain_text_into_a_denial_named_for_its_package if {
-	apx.normalize("routes", "no") == {"rule": "routes", "effect": "deny", "msg": "no", "resources": null}
+	apx.normalize("routes", "no") == {"rule": "routes", "effect": "deny", "msg": "no", "kinds": null}
 }
 
 test_normalize_turns_an_unknown_effect_into_deny if {
@@ -166,6 +187,6 @@ test_normalize_turns_any_other_value_into_a_denial if {
 	apx.normalize("routes", 5).effect == "deny"
 }
 
-test_normalize_accepts_resources_as_an_array if {
-	apx.normalize("routes", object.union(v_deny, {"resources": ["Route/b", "Route/a"]})).resources == {"Route/a", "Route/b"}
+test_normalize_accepts_kinds_as_an_array if {
+	apx.normalize("routes", object.union(v_deny, {"kinds": ["Route", "Product"]})).kinds == {"Product", "Route"}
 }

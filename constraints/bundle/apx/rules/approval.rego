@@ -4,7 +4,7 @@ import rego.v1
 
 import data.apx.lib
 
-violation contains {"rule": "prod-needs-approval", "effect": "require_approval", "msg": msg, "resources": lib.all_changed} if {
+violation contains {"rule": "prod-needs-approval", "effect": "require_approval", "msg": msg, "kinds": "any"} if {
 	env := input.intent.environment
 	env in protected
 	msg := concat("", ["changes to ", lib.text(env), " need human approval"])

@@ -6,11 +6,10 @@ fired := {v | some v in data.apx.rules.approval.violation; v.rule == "prod-needs
 
 test_prod_changes_need_approval if {
 	vs := fired with input.intent as {"environment": "prod", "tenant": "acme"}
-		with input.changes as [{"kind": "WorkerPool", "name": "checkout", "action": "update"}]
 	some v in vs
 	v.effect == "require_approval"
 	v.msg == "changes to prod need human approval"
-	v.resources == {"WorkerPool/checkout"}
+	v.kinds == "any"
 }
 
 test_dev_changes_need_no_approval if {

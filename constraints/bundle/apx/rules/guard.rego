@@ -1,49 +1,78 @@
 # The input guard: a rule that reads a missing or mistyped field is undefined,
 # so it never fires — the silent fail-open this rule exists to turn into a
-# denial. Every field another rule reads is listed here with its type.
+# denial. Every field another rule reads is checked here, one rule body each
+# (3x cheaper in regopy than iterating a table of paths with object.get).
+#
+# The engines also check the whole input contract in Python before evaluating
+# (validators.policy.check_input), including each change; this guard is the
+# policy's own line of defence, and what protects it when evaluated elsewhere.
+# It reads scalars only: iterating input objects is what regopy is slow at.
 package apx.rules.guard
 
 import rego.v1
 
-required := [
-	{"path": ["intent", "tenant"], "type": "string"},
-	{"path": ["intent", "environment"], "type": "string"},
-	{"path": ["changes"], "type": "array"},
-	{"path": ["blast", "routes_touched"], "type": "number"},
-	{"path": ["blast", "quota_factor"], "type": "number"},
-	{"path": ["blast", "rate_limit_factor"], "type": "number"},
-	{"path": ["blast", "replicas_after_max"], "type": "number"},
-	{"path": ["blast", "network", "changed"], "type": "boolean"},
-	{"path": ["blast", "network", "opens_world"], "type": "boolean"},
-	{"path": ["cumulative", "routes"], "type": "number"},
-	{"path": ["now_ns"], "type": "number"},
-]
-
-# `input` itself may be absent: fall back to an empty object so every field is reported.
-default doc := {}
-
-doc := input
-
-violation contains {"rule": "policy-input", "effect": "deny", "msg": msg, "resources": set()} if {
-	some field in required
-	not _has_type(object.get(doc, field.path, null), field.type)
-	msg := concat("", [
-		"the policy input has no ", concat(".", array.concat(["input"], field.path)),
-		" of type ", field.type, ", so the policy cannot judge this intent",
-	])
+violation contains {"rule": "policy-input", "effect": "deny", "msg": "there is no policy input", "kinds": null} if {
+	not is_object(input)
 }
 
-violation contains {"rule": "policy-input", "effect": "deny", "msg": msg, "resources": set()} if {
-	some i, c in object.get(doc, "changes", [])
-	some key in ["kind", "name"]
-	not is_string(object.get(c, key, null))
-	msg := concat("", ["the policy input's change ", sprintf("%v", [i]), " has no ", key, " (a string)"])
+violation contains _missing("input.intent.tenant", "string") if {
+	is_object(input)
+	not is_string(input.intent.tenant)
 }
 
-_has_type(v, "string") if is_string(v)
+violation contains _missing("input.intent.environment", "string") if {
+	is_object(input)
+	not is_string(input.intent.environment)
+}
 
-_has_type(v, "number") if is_number(v)
+violation contains _missing("input.changes", "array") if {
+	is_object(input)
+	not is_array(input.changes)
+}
 
-_has_type(v, "boolean") if is_boolean(v)
+violation contains _missing("input.blast.routes_touched", "number") if {
+	is_object(input)
+	not is_number(input.blast.routes_touched)
+}
 
-_has_type(v, "array") if is_array(v)
+violation contains _missing("input.blast.quota_factor", "number") if {
+	is_object(input)
+	not is_number(input.blast.quota_factor)
+}
+
+violation contains _missing("input.blast.rate_limit_factor", "number") if {
+	is_object(input)
+	not is_number(input.blast.rate_limit_factor)
+}
+
+violation contains _missing("input.blast.replicas_after_max", "number") if {
+	is_object(input)
+	not is_number(input.blast.replicas_after_max)
+}
+
+violation contains _missing("input.blast.network.changed", "boolean") if {
+	is_object(input)
+	not is_boolean(input.blast.network.changed)
+}
+
+violation contains _missing("input.blast.network.opens_world", "boolean") if {
+	is_object(input)
+	not is_boolean(input.blast.network.opens_world)
+}
+
+violation contains _missing("input.cumulative.routes", "number") if {
+	is_object(input)
+	not is_number(input.cumulative.routes)
+}
+
+violation contains _missing("input.now_ns", "number") if {
+	is_object(input)
+	not is_number(input.now_ns)
+}
+
+_missing(field, type) := {
+	"rule": "policy-input",
+	"effect": "deny",
+	"msg": concat("", ["the policy input has no ", field, " of type ", type, ", so the policy cannot judge this intent"]),
+	"kinds": null,
+}

@@ -23,10 +23,6 @@ test_a_mistyped_field_is_denied if {
 	"the policy input has no input.blast.network.opens_world of type boolean, so the policy cannot judge this intent" in msgs with input.blast.network as {"changed": false, "opens_world": "no"}
 }
 
-test_a_change_without_a_name_is_denied if {
-	"the policy input's change 0 has no name (a string)" in msgs with input.changes as [{"kind": "Route"}]
-}
-
 test_no_input_at_all_is_denied if {
-	count(msgs) == 11
+	msgs == {"there is no policy input"}
 }

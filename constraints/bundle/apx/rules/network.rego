@@ -6,13 +6,13 @@ import rego.v1
 
 import data.apx.lib
 
-violation contains {"rule": "no-world-ingress", "effect": "deny", "msg": msg, "resources": lib.changed({"NetworkPolicy"})} if {
+violation contains {"rule": "no-world-ingress", "effect": "deny", "msg": msg, "kinds": {"NetworkPolicy"}} if {
 	input.blast.network.opens_world == true
 	added := lib.listing(object.get(input.blast.network, "added_cidrs", []), "not listed")
 	msg := concat("", ["the intent opens ingress to the whole internet (0.0.0.0/0 or ::/0); CIDRs added: ", added])
 }
 
-violation contains {"rule": "network-change-needs-approval", "effect": "require_approval", "msg": msg, "resources": lib.changed({"NetworkPolicy"})} if {
+violation contains {"rule": "network-change-needs-approval", "effect": "require_approval", "msg": msg, "kinds": {"NetworkPolicy"}} if {
 	input.blast.network.changed == true
 	added := lib.listing(object.get(input.blast.network, "added_cidrs", []), "none")
 	removed := lib.listing(object.get(input.blast.network, "removed_cidrs", []), "none")

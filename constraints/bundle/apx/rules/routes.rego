@@ -6,7 +6,7 @@ import rego.v1
 
 import data.apx.lib
 
-violation contains {"rule": "max-routes-per-intent", "effect": "deny", "msg": msg, "resources": lib.changed({"Route"})} if {
+violation contains {"rule": "max-routes-per-intent", "effect": "deny", "msg": msg, "kinds": {"Route"}} if {
 	touched := input.blast.routes_touched
 	touched > lib.limit("max_routes_per_intent")
 	msg := concat("", ["the intent touches ", lib.text(touched), " routes; at most ", lib.text(lib.limit("max_routes_per_intent")), " may change in one intent"])
@@ -14,7 +14,7 @@ violation contains {"rule": "max-routes-per-intent", "effect": "deny", "msg": ms
 
 # input.cumulative.routes counts distinct routes this agent touched in this
 # tenant and environment within the window, this intent included.
-violation contains {"rule": "max-routes-per-hour", "effect": "deny", "msg": msg, "resources": lib.changed({"Route"})} if {
+violation contains {"rule": "max-routes-per-hour", "effect": "deny", "msg": msg, "kinds": {"Route"}} if {
 	routes := input.cumulative.routes
 	routes > lib.limit("max_routes_per_window")
 	window := lib.text(object.get(input.cumulative, "window", "1h"))
