@@ -16,7 +16,8 @@ order) is what says exactly which content decided, and what the compiled-bundle
 cache is keyed by.
 
 The loader checks everything that would otherwise fail *open* at evaluation:
-limits that are not numbers (Rego compares across types without complaint),
+limits that are missing (it fills in the defaults) or not numbers (Rego
+compares across types without complaint),
 unknown enforcement modes, waivers without a ticket, with an unknown key (a
 typo in ``tenant`` would widen a waiver to every tenant) or without a
 timezone. It turns each waiver's RFC 3339 ``expires`` into ``expires_ns``
@@ -39,7 +40,7 @@ from typing import Any, Literal, cast
 
 import yaml
 
-from validators.policy import Bundle, BundleInfo, PolicyLoadError
+from validators.policy import Bundle, BundleInfo, PolicyLoadError, code_only
 from validators.rego import TestResult, check_bundle, missing_builtins
 from validators.rego import run_tests as _run_rego_tests
 
@@ -56,6 +57,14 @@ __all__ = [
 
 #: The bundle shipped with APX (package data).
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "bundle"
+#: Limits a bundle's data.json may leave out: leaving one out cannot switch its rule off.
+DEFAULT_LIMITS = {
+    "max_routes_per_intent": 50,
+    "max_routes_per_window": 50,
+    "max_quota_factor": 2,
+    "max_rate_limit_factor": 2,
+    "max_replicas": 100,
+}
 
 # semver.org's own regular expression.
 _SEMVER = re.compile(
@@ -232,9 +241,7 @@ def _data(root: Path) -> dict[str, Any]:
         raise _load_error(f"data.json:{exc.lineno}: {exc.msg}") from exc
     if not isinstance(data, dict):
         raise _load_error("data.json: must be an object")
-    apx = data.get("apx")
-    if apx is None:
-        return data
+    apx = data.get("apx", {})
     if not isinstance(apx, dict):
         raise _load_error("data.json: apx must be an object")
     if "rule_packages" in apx:
@@ -250,9 +257,11 @@ def _data(root: Path) -> dict[str, Any]:
         raise PolicyLoadError(
             f"data.json: {'; '.join(problems)}", errors=[f"data.json: {p}" for p in problems]
         )
+    limits = apx.get("limits") if isinstance(apx.get("limits"), dict) else {}
+    apx = {**apx, "limits": {**DEFAULT_LIMITS, **limits}}
     if waivers is not None:
-        data = {**data, "apx": {**apx, "waivers": waivers}}
-    return data
+        apx["waivers"] = waivers
+    return {**data, "apx": apx}
 
 
 def _with_rule_packages(data: dict[str, Any], modules: Mapping[str, str]) -> dict[str, Any]:
@@ -374,12 +383,11 @@ _FUNCTION_HEAD = re.compile(r"^([A-Za-z_]\w*)\s*\(", re.MULTILINE)
 _IMPORT = re.compile(r"^import\s+([\w.]+)(?:\s+as\s+(\w+))?", re.MULTILINE)
 _RULE_HEAD = re.compile(r"^(?:default\s+)?([A-Za-z_]\w*)\b", re.MULTILINE)
 _SORT = re.compile(r"(?<![\w.])sort\s*\(")
-_STRING_OR_COMMENT = re.compile(r'"(?:\\.|[^"\\\n])*"|`[^`]*`|#[^\n]*')
 
 
 def _static_problems(bundle: Bundle) -> list[str]:
     sources = {**bundle.modules, **bundle.tests}
-    stripped = {file: _strip(source) for file, source in sources.items()}
+    stripped = {file: code_only(source) for file, source in sources.items()}
     functions = {name for code in stripped.values() for name in _FUNCTION_HEAD.findall(code)}
     problems: list[str] = []
     calls: dict[str, list[str]] = {}
@@ -442,11 +450,6 @@ def _data_conflicts(file: str, code: str, package: str, data: Mapping[str, Any])
         for match in _RULE_HEAD.finditer(code)
         if match.group(1) in node
     ]
-
-
-def _strip(source: str) -> str:
-    """Blank out strings and comments, keeping offsets and line breaks, so the checks see only code."""
-    return _STRING_OR_COMMENT.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), source)
 
 
 def _line(code: str, offset: int) -> int:

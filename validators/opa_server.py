@@ -103,7 +103,7 @@ class OpaServerEngine:
         problems = check_input(input)
         if problems:
             return PolicyResult.failed_closed(f"the policy input is malformed: {'; '.join(problems)}")
-        document = policy_document(input, scope=self._bundle.has_waivers)
+        document = policy_document(input, scope=self._bundle.has_waivers, keys=self._bundle.input_keys)
         body, failure = self._query(document)
         if failure is None and "result" not in body:
             # An OPA that restarted has no policies: push again, once.

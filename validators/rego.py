@@ -58,6 +58,7 @@ from validators.policy import (
     PolicyLoadError,
     PolicyResult,
     check_input,
+    code_only,
     example_input,
     policy_document,
 )
@@ -74,7 +75,6 @@ _ERROR = re.compile(rb"^ {0,2}\(error(?: (\d+):)?", re.MULTILINE)
 _LOCATION = re.compile(rb"\|(\d+)\|(\d+)")
 _ERRORMSG = re.compile(rb"\(errormsg (\d+):")
 _WITH_INPUT = re.compile(r"\bwith\s+input\s+as\b")
-_STRING_OR_COMMENT = re.compile(r'"(?:\\.|[^"\\\n])*"|`[^`]*`|#[^\n]*')
 #: How long a child process may take to compile and run a bundle's tests.
 CHILD_TIMEOUT_S = 120.0
 
@@ -165,6 +165,7 @@ class RegoPyEngine:
     ) -> None:
         self._info = bundle.info
         self._scope = bundle.has_waivers
+        self._keys = bundle.input_keys
         self._budget_ms = budget_ms
         self._lock = threading.Lock()
         #: Entry points per rule package, to say which package failed when the decision does.
@@ -200,7 +201,7 @@ class RegoPyEngine:
         if problems:
             return PolicyResult.failed_closed(f"the policy input is malformed: {'; '.join(problems)}")
         try:
-            term = json.dumps(policy_document(input, scope=self._scope), allow_nan=False)
+            term = json.dumps(policy_document(input, scope=self._scope, keys=self._keys), allow_nan=False)
         except (TypeError, ValueError) as exc:
             return PolicyResult.failed_closed(f"the policy input is not JSON ({exc})")
         waiting = time.perf_counter()
@@ -293,7 +294,7 @@ def crash_risks(sources: Mapping[str, str]) -> list[CompileError]:
     """
     risks = []
     for file, source in sorted(sources.items()):
-        code = _strip(source)
+        code = code_only(source)
         for match in _WITH_INPUT.finditer(code):
             line = code.count("\n", 0, match.start()) + 1
             risks.append(
@@ -499,11 +500,6 @@ def _child_main() -> None:
             evaluation_error = engine.evaluate(example_input()).error
         reply = {"errors": [asdict(e) for e in errors], "evaluation_error": evaluation_error}
     json.dump(reply, sys.stdout)
-
-
-def _strip(source: str) -> str:
-    """Blank out strings and comments, keeping offsets and line breaks, so checks see only code."""
-    return _STRING_OR_COMMENT.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), source)
 
 
 def _interpreter() -> Any:

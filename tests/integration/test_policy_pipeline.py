@@ -159,6 +159,9 @@ def test_a_secret_in_a_change_is_rejected_without_echoing_it(app: App) -> None:
     assert (
         stored is not None and stored.decision is not None and secret not in stored.decision.model_dump_json()
     )
+    assert secret not in json.dumps(stored.record.document)  # the intent log keeps it redacted
+    assert stored.record.document["spec"]["changes"][0]["resource"]["spec"]["residency"] == "<redacted>"
+    assert secret not in (app.settings.home / "logs" / "apx.jsonl").read_text()
 
 
 def test_an_agent_undoing_another_agents_change_is_flagged_and_opens_the_breaker(
