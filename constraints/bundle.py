@@ -233,10 +233,8 @@ def _manifest(root: Path) -> tuple[str, str, Literal["backward", "breaking"]]:
 
 def _data(root: Path) -> dict[str, Any]:
     file = root / "data.json"
-    if not file.is_file():
-        return {}
     try:
-        data = json.loads(_read_text(file, "data.json"))
+        data = json.loads(_read_text(file, "data.json")) if file.is_file() else {}
     except json.JSONDecodeError as exc:
         raise _load_error(f"data.json:{exc.lineno}: {exc.msg}") from exc
     if not isinstance(data, dict):
@@ -257,7 +255,8 @@ def _data(root: Path) -> dict[str, Any]:
         raise PolicyLoadError(
             f"data.json: {'; '.join(problems)}", errors=[f"data.json: {p}" for p in problems]
         )
-    limits = apx.get("limits") if isinstance(apx.get("limits"), dict) else {}
+    authored = apx.get("limits")
+    limits: dict[str, Any] = authored if isinstance(authored, dict) else {}
     apx = {**apx, "limits": {**DEFAULT_LIMITS, **limits}}
     if waivers is not None:
         apx["waivers"] = waivers

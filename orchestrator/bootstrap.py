@@ -100,7 +100,8 @@ def policy_engine(bundle: Bundle, settings: Settings) -> PolicyEngine:
         return OpaServerEngine(bundle, settings.policy.opa_url, timeout_s=budget_ms / 1000)
     from validators.rego import RegoPyEngine
 
-    return RegoPyEngine(bundle, cache_dir=settings.home / "cache" / "policy", budget_ms=budget_ms)
+    cache_dir = settings.policy.cache_dir or settings.home / "cache" / "policy"
+    return RegoPyEngine(bundle, cache_dir=cache_dir, budget_ms=budget_ms)
 
 
 def _load(path: Path | None) -> Bundle:

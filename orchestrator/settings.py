@@ -111,6 +111,9 @@ class PolicySettings(_Section):
     budget: Duration = timedelta(milliseconds=250)
     #: The cumulative limits (e.g. routes per agent) count admitted intents this far back.
     cumulative_window: Duration = timedelta(hours=1)
+    #: Compiled bundles, keyed by their exact content and the regopy version.
+    #: Default ``<home>/cache/policy``; several homes may share one.
+    cache_dir: Path | None = None
 
 
 class EnvironmentSettings(_Section):

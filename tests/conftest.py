@@ -25,6 +25,14 @@ if TYPE_CHECKING:
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
+# Every test makes its own home; they share one compiled-policy cache (keyed by the
+# bundle's exact content), as homes on one machine may, so the bundle is compiled
+# and safety-checked once per run rather than once per test. Set before any test
+# runs, so `apx` subprocesses of the acceptance tests inherit it too.
+os.environ.setdefault(
+    "APX_POLICY__CACHE_DIR", str(Path(os.environ.get("TMPDIR", "/tmp")) / f"apx-test-policy-{os.getuid()}")
+)
+
 
 @pytest.fixture
 def clock() -> FrozenClock:

@@ -2,12 +2,13 @@
 
 :class:`RegoPyEngine` compiles a :class:`~validators.policy.Bundle` once
 (``Interpreter.build``) and evaluates each intent from the compiled bundle
-(``query_bundle``), 3-5x cheaper than compiling per query. The compiled bundle
-is cached on disk in regopy's binary format, keyed by the bundle's sha256 and
-the regopy version, because loading it is ~20x cheaper than building it.
+(``query_bundle``): ~2 ms of CPU for the shipped bundle instead of ~33 ms
+with ``query`` per call. The compiled bundle is cached on disk in regopy's
+binary format, keyed by the bundle's sha256 and the regopy version: loading it
+takes ~1.5 ms, building it ~50 ms.
 
 regopy fails open and can crash the process, so every call here is defensive
-(see "Known pitfalls" in ``docs/design/architecture.md``):
+(the architecture notes' "Known pitfalls", and more found while building this):
 
 * ``strict_built_in_errors`` is on: an unsupported or failing built-in makes the
   output not ok, instead of silently making its rule undefined.
@@ -20,7 +21,6 @@ regopy fails open and can crash the process, so every call here is defensive
 * Input is handed over as JSON text (``set_input_term``): strings handed over
   as Python objects come back unescaped, so a quote in a name made the output
   unparseable.
-
 * Some Rego aborts the whole process inside regopy (``with input as {...}``
   against rules that read input: an uncaught C++ exception). Sources are
   screened for the known cases (:func:`crash_risks`), and a bundle is first
@@ -37,6 +37,7 @@ building blocks of ``apx policy lint`` and ``apx policy test``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -63,7 +64,7 @@ from validators.policy import (
     policy_document,
 )
 
-#: The query a bundle is compiled for. Bump _CACHE_FORMAT when it changes.
+#: The query a bundle is compiled for (part of the cache key, like the regopy version).
 _QUERY = f"decision := {DECISION_REF}"
 _CACHE_FORMAT = "q1"
 _PACKAGE = re.compile(r"^package\s+([A-Za-z_][\w.]*)", re.MULTILINE)
@@ -71,7 +72,7 @@ _VIOLATION_RULE = re.compile(r"^violation\b", re.MULTILINE)
 _TEST_RULE = re.compile(r"^(test_\w+)", re.MULTILINE)
 # Top-level errors of regopy's error sequence: "(error 17:policies/x.rego|32|2" (a
 # length-prefixed file name, byte offset and length), or "(error" with no location.
-_ERROR = re.compile(rb"^ {0,2}\(error(?: (\d+):)?", re.MULTILINE)
+_ERROR = re.compile(rb"^ {0,2}\(error(?=\s)(?: (\d+):)?", re.MULTILINE)
 _LOCATION = re.compile(rb"\|(\d+)\|(\d+)")
 _ERRORMSG = re.compile(rb"\(errormsg (\d+):")
 _WITH_INPUT = re.compile(r"\bwith\s+input\s+as\b")
@@ -172,7 +173,7 @@ class RegoPyEngine:
         self._probes = _violation_entrypoints(bundle.modules)
         self._interpreter = _interpreter()
         started = time.perf_counter()
-        cache_path = _cache_path(cache_dir, bundle.info) if cache_dir is not None else None
+        cache_path = _cache_path(cache_dir, bundle, list(self._probes)) if cache_dir is not None else None
         compiled, cache_error = (
             (None, None) if cache_path is None else _load_cached(self._interpreter, cache_path)
         )
@@ -533,9 +534,21 @@ def _build(interpreter: Any, bundle: Bundle, *, query: str | None, entrypoints: 
     raise PolicyLoadError(f"policy bundle {where} does not compile: {'; '.join(lines)}", errors=lines)
 
 
-def _cache_path(cache_dir: Path, info: BundleInfo) -> Path:
-    version = re.sub(r"[^\w.]", "_", str(regopy.__version__))
-    return cache_dir / f"{info.sha256}-regopy{version}-{_CACHE_FORMAT}.rbb"
+def _cache_path(cache_dir: Path, bundle: Bundle, entrypoints: list[str]) -> Path:
+    """One file per exact compiler input: the modules and the data *as loaded* (the loader
+    adds defaults and computed fields, so the bundle's own sha256 is not enough), the
+    query, the entry points, and the regopy version."""
+    digest = hashlib.sha256()
+    for part in (
+        _QUERY,
+        _CACHE_FORMAT,
+        str(regopy.__version__),
+        json.dumps(entrypoints),
+        json.dumps(sorted(bundle.modules.items())),
+        json.dumps(bundle.data, sort_keys=True),
+    ):
+        digest.update(part.encode() + b"\0")
+    return cache_dir / f"{bundle.info.name}-{bundle.info.sha256[:16]}-{digest.hexdigest()[:32]}.rbb"
 
 
 def _load_cached(interpreter: Any, path: Path) -> tuple[Any, str | None]:

@@ -34,9 +34,10 @@ like a credential; identical values (every Route's ``host``) are scanned once;
 all remaining lines are joined into one text, over which each pattern runs once,
 and only a detect-secrets plugin that finds something there is rerun line by
 line to say where. Its plugins also skip values of a known-safe shape
-(:data:`_SAFE_SHAPE`: lowercase names, hosts, paths, CIDRs). A 60-route intent
-scans in about 1 ms on a developer laptop (2-3 ms on a loaded CI runner), most
-of it walking the documents.
+(:data:`_SAFE_SHAPE`: lowercase names, hosts, paths, CIDRs). Scanning a 60-route
+intent took 3.3 ms on a busy 2-core runner where ``sum(range(100))`` takes
+1.5 µs (about three times a laptop's), 80% of it walking the documents; before
+these measures it took 17 ms.
 """
 
 from __future__ import annotations

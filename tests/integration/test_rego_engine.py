@@ -414,7 +414,7 @@ def test_a_cached_bundle_gives_the_same_decisions(tmp_path: Path) -> None:
     built = RegoPyEngine(bundle, cache_dir=tmp_path, isolate=False)
     cached = RegoPyEngine(bundle, cache_dir=tmp_path, isolate=False)
     assert (built.load_stats.source, cached.load_stats.source) == ("built", "cache")
-    assert built.load_stats.cache_path is not None and bundle.info.sha256 in built.load_stats.cache_path
+    assert built.load_stats.cache_path is not None and bundle.info.sha256[:16] in built.load_stats.cache_path
     for _, _, firing, quiet in FIRES_AND_NOT:
         for document in (firing, quiet):
             a, b = built.evaluate(document), cached.evaluate(document)
@@ -558,10 +558,26 @@ def test_the_sha256_follows_the_content(bundle_copy: Callable[..., Path]) -> Non
     assert bundle_sha256(b) != bundle_sha256(a)
 
 
+def test_a_limit_left_out_of_data_json_keeps_its_default(bundle_copy: Callable[..., Path]) -> None:
+    path = bundle_copy()
+    document = json.loads((path / "data.json").read_text())
+    del document["apx"]["limits"]["max_replicas"]
+    (path / "data.json").write_text(json.dumps(document))
+    engine = engine_for(path)
+    assert rules(engine.evaluate(policy_input(blast={"replicas_after_max": 101})).deny) == ["max-replicas"]
+
+
 def test_waiver_expiry_is_precomputed_in_nanoseconds(bundle_copy: Callable[..., Path]) -> None:
     path = bundle_copy(data={"waivers": [{**WAIVER, "expires": "2025-06-01T12:00:00.5Z"}]})
     [waiver] = load_bundle(path).data["apx"]["waivers"]
     assert waiver["expires_ns"] == NOW_NS + 500_000_000
+
+
+def test_a_bundle_yaml_manifest_works_too(bundle_copy: Callable[..., Path]) -> None:
+    path = bundle_copy(files={"bundle.yaml": "name: team-policy\nversion: 2.1.0-rc.1\ncompat: breaking\n"})
+    (path / ".manifest").unlink()
+    bundle = load_bundle(path)
+    assert (bundle.info.name, bundle.info.version, bundle.compat) == ("team-policy", "2.1.0-rc.1", "breaking")
 
 
 @pytest.mark.parametrize(

@@ -245,16 +245,15 @@ def test_deprecations_are_given_once_per_kind() -> None:
     assert [w.split(" ", 1)[0] for w in intent.deprecations()] == ["Route", "WorkerPool"]
 
 
-def test_the_recorded_intent_is_what_was_submitted_and_reads_back_the_same() -> None:
+def test_the_recorded_intent_keeps_its_version_with_the_upgraded_spec_and_reads_back_the_same() -> None:
+    # The log stores what was validated and scanned (so redaction paths match), still marked old.
     intent = parse_intent(OLD_INTENT, source="intent.yaml")
     stored = intent.model_dump(mode="json", exclude_none=True)
-    assert stored["spec"]["changes"][0]["resource"]["spec"] == {
-        "instances": 6,
-        "autoscale": {"min": 2, "max": 20},
-        "gpu": False,
-        "spot": False,
-    }
+    resource = stored["spec"]["changes"][0]["resource"]
+    assert resource["apiVersion"] == V1ALPHA1
+    assert resource["spec"] == new_pool(replicas=6)["spec"]
     again = Intent.model_validate(stored)
+    assert again == intent
     assert again.changes_document() == intent.changes_document()
     assert again.deprecations() == intent.deprecations()
 
@@ -389,6 +388,9 @@ def test_upgrade_never_fails_on_an_old_mapping_and_is_idempotent(kind: str, spec
     once = upgrade(resource(kind, spec))
     assert once["apiVersion"] == API_VERSION
     assert upgrade(once) == once
+    # The intent log stores the upgraded spec under the submitted version; reading that
+    # back must upgrade it to the same thing again.
+    assert upgrade({**once, "apiVersion": V1ALPHA1}) == once
 
 
 @given(
