@@ -9,27 +9,29 @@ from __future__ import annotations
 
 import getpass
 import shutil
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator import logs
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.errors import HomeError
-from orchestrator.git_repo import GitConfigRepo
-from orchestrator.locks import FileEnvironmentLock
-from orchestrator.pipeline import Orchestrator
 from orchestrator.records import PolicyChange
 from orchestrator.settings import Settings, load_settings
-from orchestrator.sql_store import SqlIntentStore
 from validators.base import Validator
 from validators.policy import Bundle, PolicyEngine, PolicyLoadError
 from validators.schema import ReferenceValidator, SchemaValidator
-from validators.secrets import SecretScanValidator
+
+if TYPE_CHECKING:
+    from orchestrator.git_repo import GitConfigRepo
+    from orchestrator.pipeline import Orchestrator
+    from orchestrator.sql_store import SqlIntentStore
 
 log = logs.get_logger("apx.bootstrap")
 
 
-def default_validators(secret_scan: SecretScanValidator) -> list[Validator]:
+def default_validators(secret_scan: Validator) -> list[Validator]:
     """The validator chain, in the order checks appear on a decision.
 
     The secret scan also screens every intent as it arrives (before it is
@@ -38,15 +40,67 @@ def default_validators(secret_scan: SecretScanValidator) -> list[Validator]:
     return [SchemaValidator(), ReferenceValidator(), secret_scan]
 
 
-@dataclass(frozen=True)
 class App:
-    settings: Settings
-    store: SqlIntentStore
-    repo: GitConfigRepo
-    orchestrator: Orchestrator
-    policy: PolicyEngine
-    #: Things the operator must know (e.g. a refused policy bundle), for the CLI to print.
-    notices: list[str] = field(default_factory=list)
+    """An installation, wired. Parts are built on first use, so ``apx intents list``
+    does not pay for langgraph, regopy and detect-secrets (seconds of imports)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock,
+        policy_bundle: Path | None = None,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._policy_bundle = policy_bundle
+        self._notify = notify
+        #: Things the operator must know (e.g. a refused policy bundle).
+        self.notices: list[str] = []
+
+    @cached_property
+    def store(self) -> SqlIntentStore:
+        from orchestrator.sql_store import SqlIntentStore
+
+        return SqlIntentStore.open(self.settings.database_url)
+
+    @cached_property
+    def repo(self) -> GitConfigRepo:
+        from orchestrator.git_repo import GitConfigRepo
+
+        return GitConfigRepo(self.settings.repo_path)
+
+    @cached_property
+    def policy(self) -> PolicyEngine:
+        if self._policy_bundle is not None:
+            return policy_engine(_load(self._policy_bundle), self.settings)
+        engine, notices = _policy_in_force(self.settings, self.store, self.clock)
+        for notice in notices:
+            self.notices.append(notice)
+            if self._notify:
+                self._notify(notice)
+        return engine
+
+    @cached_property
+    def orchestrator(self) -> Orchestrator:
+        from orchestrator.locks import FileEnvironmentLock
+        from orchestrator.pipeline import Orchestrator
+        from validators.secrets import SecretScanValidator
+
+        secret_scan = SecretScanValidator()
+        return Orchestrator(
+            settings=self.settings,
+            store=self.store,
+            repo=self.repo,
+            lock=FileEnvironmentLock(
+                self.settings.home / "locks", timeout=self.settings.admission.lock_timeout
+            ),
+            clock=self.clock,
+            validators=default_validators(secret_scan),
+            policy=self.policy,
+            secret_scan=secret_scan,
+        )
 
 
 def build(
@@ -55,6 +109,7 @@ def build(
     settings: Settings | None = None,
     clock: Clock | None = None,
     policy_bundle: Path | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> App:
     """Wire an installation from its home (``APX_HOME``/``./.apx`` by default).
 
@@ -67,28 +122,7 @@ def build(
     logs.configure(
         level=settings.log.level, fmt=settings.log.format, file=settings.home / "logs" / "apx.jsonl"
     )
-    clock = clock or SystemClock()
-    store = SqlIntentStore.open(settings.database_url)
-    notices: list[str] = []
-    if policy_bundle is not None:
-        policy = policy_engine(_load(policy_bundle), settings)
-    else:
-        policy = _policy_in_force(settings, store, clock, notices)
-    repo = GitConfigRepo(settings.repo_path)
-    secret_scan = SecretScanValidator()
-    orchestrator = Orchestrator(
-        settings=settings,
-        store=store,
-        repo=repo,
-        lock=FileEnvironmentLock(settings.home / "locks", timeout=settings.admission.lock_timeout),
-        clock=clock,
-        validators=default_validators(secret_scan),
-        policy=policy,
-        secret_scan=secret_scan,
-    )
-    return App(
-        settings=settings, store=store, repo=repo, orchestrator=orchestrator, policy=policy, notices=notices
-    )
+    return App(settings, clock=clock or SystemClock(), policy_bundle=policy_bundle, notify=notify)
 
 
 def policy_engine(bundle: Bundle, settings: Settings) -> PolicyEngine:
@@ -111,8 +145,8 @@ def _load(path: Path | None) -> Bundle:
 
 
 def _policy_in_force(
-    settings: Settings, store: SqlIntentStore, clock: Clock, notices: list[str]
-) -> PolicyEngine:
+    settings: Settings, store: SqlIntentStore, clock: Clock
+) -> tuple[PolicyEngine, list[str]]:
     """The configured bundle; if it does not load or compile, the last good one stays in force.
 
     Every bundle that comes into force is copied to ``<home>/policy/<sha256>/``
@@ -134,8 +168,7 @@ def _policy_in_force(
             f"{engine.bundle.label} stays in force"
         )
         log.error("policy.refused", reason=exc.message, kept=engine.bundle.label)
-        notices.append(notice)
-        return engine
+        return engine, [notice]
     info = engine.bundle
     snapshot = settings.home / "policy" / info.sha256
     if not snapshot.exists():
@@ -150,7 +183,7 @@ def _policy_in_force(
     )
     if store.record_policy(change):
         log.info("policy.changed", policy_version=info.label, source=change.source, by=change.by)
-    return engine
+    return engine, []
 
 
 def _who() -> str:

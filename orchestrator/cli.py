@@ -56,10 +56,11 @@ class Output(StrEnum):
 def _app(home: Path | None, *, policy_bundle: Path | None = None) -> App:
     from orchestrator.bootstrap import build
 
-    application = build(home or Path(".apx"), policy_bundle=policy_bundle)
-    for notice in application.notices:
-        typer.echo(f"apx: warning: {notice}", err=True)
-    return application
+    return build(
+        home or Path(".apx"),
+        policy_bundle=policy_bundle,
+        notify=lambda notice: typer.echo(f"apx: warning: {notice}", err=True),
+    )
 
 
 def _out(text: str = "") -> None:
