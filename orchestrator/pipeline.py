@@ -147,8 +147,12 @@ class Orchestrator:
                 environment=environment,
                 agent=agent,
                 caused_by=intent.metadata.causedBy,
+                # The canonical (apx/v1) changes, so an old-version intent dedupes with a
+                # current one; for an intent holding a secret, only its redacted form.
                 dedupe_key=dedupe_key(
-                    tenant=intent.tenant, environment=environment, changes=document["spec"]["changes"]
+                    tenant=intent.tenant,
+                    environment=environment,
+                    changes=intent.changes_document() if findings is None else document["spec"]["changes"],
                 ),
                 base_revision=base,
                 received_at=now,

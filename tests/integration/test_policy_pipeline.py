@@ -273,3 +273,21 @@ def test_replay_under_a_new_policy_shows_what_would_differ(
     was, now = replayer.orchestrator.replay(recorded.intent_id)
     assert was.status is Status.REJECTED and now.status is Status.APPLIED
     assert now.commit is None and app.repo.head("dev") == head  # nothing applied
+
+
+def test_an_old_api_version_intent_is_migrated_warned_about_and_dedupes_with_the_current_one(
+    app: App,
+) -> None:
+    old = {
+        "apiVersion": "apx/v1alpha1",
+        "kind": "WorkerPool",
+        "metadata": {"name": "checkout", "tenant": "acme"},
+        "spec": {"instances": 6, "autoscale": {"min": 2, "max": 20}, "gpu": False, "spot": False},
+    }
+    applied = app.orchestrator.submit(intent("dev", ("update", old)), agent="optimizer")
+    assert applied.status is Status.APPLIED
+    assert any("v1alpha1" in w and "deprecated" in w for w in applied.warnings)
+    written = yaml.safe_load(app.repo.read(app.repo.head("dev") or "").files[POOL])
+    assert written["apiVersion"] == "apx/v1" and written["spec"]["replicas"] == 6
+    same = app.orchestrator.submit(intent("dev", ("update", doc(POOL, replicas=6))), agent="builder")
+    assert same.status is Status.DUPLICATE and same.duplicate_of == applied.intent_id
