@@ -479,9 +479,8 @@ class Orchestrator:
         }
         if state.get("dry_run"):
             status = Status.PR_OPEN if review else Status.APPLIED
-            return {
-                "decision": self._decision(record, status=status, reasons=list(verdict.reasons), **common)
-            }
+            reasons = [*verdict.reasons, *verdict.flags]
+            return {"decision": self._decision(record, status=status, reasons=reasons, **common)}
         message = _commit_message(record, intent)
         if not review:
             commit = self._repo.commit(
@@ -494,7 +493,7 @@ class Orchestrator:
                 status=Status.APPLIED,
                 commit=commit,
                 rollback=_rollback(commit, branch, planned),
-                reasons=planned.notes,
+                reasons=[*verdict.flags, *planned.notes],
                 **common,
             )
             return {"decision": decision}
@@ -516,7 +515,7 @@ class Orchestrator:
             commit=commit,
             pr=pr,
             rollback=_rollback(commit, branch, planned),
-            reasons=[*why, *verdict.reasons, *planned.notes],
+            reasons=[*why, *verdict.reasons, *verdict.flags, *planned.notes],
             **common,
         )
         return {"decision": decision}

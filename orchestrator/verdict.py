@@ -33,6 +33,8 @@ class Verdict:
     warnings: list[str] = field(default_factory=list)
     waivers: list[dict[str, Any]] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
+    #: Not blocking, but named among the decision's reasons: agents fighting (A→B→A).
+    flags: list[str] = field(default_factory=list)
 
 
 def policy_check(policy: PolicyResult) -> Check:
@@ -53,17 +55,19 @@ def combine(
     rejections += [f"{v.message} [{v.rule}]" for v in policy.deny]
     if no_change:
         rejections.append("no change: every resource already has the proposed content")
-    warnings = [*deprecations, *(o.describe() for o in oscillations)]
+    flags = [o.describe() for o in oscillations]
+    warnings = [*deprecations, *flags]
     warnings += [f"{v.message} [{v.rule}]" for v in policy.warn]
     waivers = [w.model_dump(mode="json", exclude_none=True) for w in policy.waived]
     if rejections:
         return Verdict(
             rejected=True,
             needs_review=False,
-            reasons=rejections,
+            reasons=[*rejections, *flags],
             warnings=warnings,
             waivers=waivers,
             checks=all_checks,
+            flags=flags,
         )
     review = [f"needs human approval: {v.message} [{v.rule}]" for v in policy.require_approval]
     return Verdict(
@@ -73,4 +77,5 @@ def combine(
         warnings=warnings,
         waivers=waivers,
         checks=all_checks,
+        flags=flags,
     )

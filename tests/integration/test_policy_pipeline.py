@@ -174,6 +174,7 @@ def test_an_agent_undoing_another_agents_change_is_flagged_and_opens_the_breaker
     back = app.orchestrator.submit(intent("dev", ("update", doc(POOL, replicas=4))), agent="builder")
     assert back.status is Status.APPLIED
     assert any("optimizer and builder are fighting" in w for w in back.warnings)
+    assert any("oscillation" in r and "optimizer and builder" in r for r in back.reasons)
     [breaker] = app.orchestrator.breakers()
     assert breaker.open and breaker.tripped_by == back.intent_id
     clock.advance(timedelta(minutes=1))
