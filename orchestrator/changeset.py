@@ -114,8 +114,11 @@ def _old_version(document: object) -> bool:
     )
 
 
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: ~20x faster, same bytes
+
+
 def render(document: Document) -> str:
-    return yaml.safe_dump(dict(document), sort_keys=False, default_flow_style=False)
+    return yaml.dump(dict(document), Dumper=_DUMPER, sort_keys=False, default_flow_style=False)
 
 
 def plan(
@@ -174,6 +177,10 @@ def plan(
             inverse.append(_inverse("create", now))
             continue
 
+        if seen == now:  # nothing landed on this resource since the intent's base
+            after[path] = desired
+            inverse.append(_inverse("update", now))
+            continue
         merged, clashes, kept = _merge(seen, desired, now)
         if clashes:
             conflict = True
