@@ -207,7 +207,7 @@ def engine(request: pytest.FixtureRequest, opa: FakeOpa) -> PolicyEngine:
     """The shipped bundle behind each engine: the contract cases below run over both."""
     bundle = load_bundle(None)
     if request.param == "regopy":
-        return RegoPyEngine(bundle, isolate=False)
+        return RegoPyEngine(bundle, isolate=False, budget_ms=10_000)
     return OpaServerEngine(bundle, opa.url, timeout_s=5)
 
 
@@ -254,7 +254,10 @@ def test_both_engines_decide_the_same(
 
 def test_both_engines_give_identical_results(opa: FakeOpa) -> None:
     bundle = load_bundle(None)
-    local, remote = RegoPyEngine(bundle, isolate=False), OpaServerEngine(bundle, opa.url, timeout_s=5)
+    local, remote = (
+        RegoPyEngine(bundle, isolate=False, budget_ms=10_000),
+        OpaServerEngine(bundle, opa.url, timeout_s=5),
+    )
     for _, document, _, _ in CONTRACT:
         a, b = local.evaluate(document), remote.evaluate(document)
         assert a.model_copy(update={"elapsed_ms": 0}) == b.model_copy(update={"elapsed_ms": 0})

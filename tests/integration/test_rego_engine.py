@@ -60,7 +60,7 @@ def rules(violations: list[Any]) -> list[str]:
 @pytest.fixture(scope="module")
 def engine() -> RegoPyEngine:
     """The shipped bundle, built the way production builds it (checked in a child process first)."""
-    return RegoPyEngine(load_bundle(None))
+    return RegoPyEngine(load_bundle(None), budget_ms=10_000)
 
 
 @pytest.fixture
@@ -83,6 +83,9 @@ def bundle_copy(tmp_path: Path) -> Iterator[Callable[..., Path]]:
 
 
 def engine_for(path: Path, **kwargs: Any) -> RegoPyEngine:
+    # A generous budget: these tests are about decisions, and a loaded CI machine
+    # must not turn them into timing tests (the budget has its own test below).
+    kwargs.setdefault("budget_ms", 10_000)
     return RegoPyEngine(load_bundle(path), isolate=False, **kwargs)
 
 
@@ -411,8 +414,8 @@ def test_concurrent_evaluations_do_not_mix_their_inputs(engine: RegoPyEngine) ->
 
 def test_a_cached_bundle_gives_the_same_decisions(tmp_path: Path) -> None:
     bundle = load_bundle(None)
-    built = RegoPyEngine(bundle, cache_dir=tmp_path, isolate=False)
-    cached = RegoPyEngine(bundle, cache_dir=tmp_path, isolate=False)
+    built = RegoPyEngine(bundle, cache_dir=tmp_path, isolate=False, budget_ms=10_000)
+    cached = RegoPyEngine(bundle, cache_dir=tmp_path, isolate=False, budget_ms=10_000)
     assert (built.load_stats.source, cached.load_stats.source) == ("built", "cache")
     assert built.load_stats.cache_path is not None and bundle.info.sha256[:16] in built.load_stats.cache_path
     for _, _, firing, quiet in FIRES_AND_NOT:
@@ -423,10 +426,10 @@ def test_a_cached_bundle_gives_the_same_decisions(tmp_path: Path) -> None:
 
 def test_a_corrupt_cache_file_is_rebuilt(tmp_path: Path) -> None:
     bundle = load_bundle(None)
-    RegoPyEngine(bundle, cache_dir=tmp_path, isolate=False)
+    RegoPyEngine(bundle, cache_dir=tmp_path, isolate=False, budget_ms=10_000)
     [cached] = tmp_path.glob("*.rbb")
     cached.write_bytes(b"not a bundle")
-    engine = RegoPyEngine(bundle, cache_dir=tmp_path, isolate=False)
+    engine = RegoPyEngine(bundle, cache_dir=tmp_path, isolate=False, budget_ms=10_000)
     assert engine.load_stats.source == "built"
     assert engine.load_stats.cache_error is not None
     assert engine.evaluate(example_input()).error is None
