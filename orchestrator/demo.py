@@ -3,7 +3,7 @@
 It makes a fresh home (SQLite, a local git repo), then plays a short story
 of agent intents against the seeded tenant and prints what happened to each:
 an applied dev change, a duplicate, a rate-limited retry, a rejection by
-schema and by reference, a prod PR, two concurrent proposals sequenced into
+schema, by reference and by Rego policy, a prod PR, two concurrent proposals sequenced into
 one apply and one conflict, and the circuit breaker tripping. Every intent is
 a real submission through :class:`~orchestrator.pipeline.Orchestrator`.
 """
@@ -60,6 +60,8 @@ def run_demo(home: Path, *, echo: Callable[[str], None]) -> int:
     orphan["spec"].update(path="/beta/refunds", product="refunds-api")
     edge = copy.deepcopy(seed["NetworkPolicy/edge.yaml"])
     edge["spec"]["ingress"] = edge["spec"]["ingress"][:1]
+    world = copy.deepcopy(seed["NetworkPolicy/edge.yaml"])
+    world["spec"]["ingress"] = [*world["spec"]["ingress"], {"cidr": "0.0.0.0/0", "ports": [22]}]
 
     scale_up = _intent("dev", "p95 over SLO for 5m on checkout", ("update", edited(pool, replicas=6)))
     orchestrator = app.orchestrator
@@ -81,6 +83,12 @@ def run_demo(home: Path, *, echo: Callable[[str], None]) -> int:
         "builder",
         Status.REJECTED,
         _intent("dev", "scale for launch", ("update", edited(pool, replicas=500))),
+    )
+    step(
+        "security opens edge to 0.0.0.0/0 (denied by policy)",
+        "security",
+        Status.REJECTED,
+        _intent("dev", "debug access", ("update", world)),
     )
     step(
         "builder routes to a product that does not exist",
