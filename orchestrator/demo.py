@@ -26,18 +26,7 @@ from orchestrator.seed import seed_files
 
 
 def _intent(environment: str, rationale: str, *changes: tuple[str, dict[str, Any]]) -> Intent:
-    return Intent.model_validate(
-        {
-            "apiVersion": "apx/v1",
-            "kind": "Intent",
-            "metadata": {"tenant": "acme"},
-            "spec": {
-                "environment": environment,
-                "rationale": rationale,
-                "changes": [{"action": a, "resource": r} for a, r in changes],
-            },
-        }
-    )
+    return Intent.of(*changes, tenant="acme", environment=environment, rationale=rationale)
 
 
 def run_demo(home: Path, *, echo: Callable[[str], None]) -> int:

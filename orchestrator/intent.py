@@ -10,6 +10,7 @@ bad input. Parsing text into an :class:`Intent` lives in :mod:`orchestrator.pars
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -233,6 +234,33 @@ class Intent(_Frozen):
         for the same change are duplicates of each other.
         """
         return [{"action": c.action, "resource": c.resource.document()} for c in self.spec.changes]
+
+    @classmethod
+    def of(
+        cls,
+        *changes: tuple[str, Mapping[str, Any]],
+        tenant: str,
+        environment: str,
+        rationale: str = "",
+        caused_by: str | None = None,
+    ) -> Intent:
+        """An intent from ``(action, resource document)`` pairs: how Python callers
+        (agents, the demo, tests) propose changes without writing the envelope."""
+        metadata: dict[str, Any] = {"tenant": tenant}
+        if caused_by:
+            metadata["causedBy"] = caused_by
+        return cls.model_validate(
+            {
+                "apiVersion": API_VERSION,
+                "kind": "Intent",
+                "metadata": metadata,
+                "spec": {
+                    "environment": environment,
+                    "rationale": rationale,
+                    "changes": [{"action": a, "resource": dict(r)} for a, r in changes],
+                },
+            }
+        )
 
     def deprecations(self) -> list[str]:
         """Deprecation warnings for resources submitted at an older apiVersion, once per kind."""

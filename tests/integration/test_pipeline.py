@@ -46,18 +46,7 @@ def doc(file: str, /, **spec: Any) -> dict[str, Any]:
 
 
 def intent(environment: str, *changes: tuple[str, dict[str, Any]], rationale: str = "test") -> Intent:
-    return Intent.model_validate(
-        {
-            "apiVersion": "apx/v1",
-            "kind": "Intent",
-            "metadata": {"tenant": "acme"},
-            "spec": {
-                "environment": environment,
-                "rationale": rationale,
-                "changes": [{"action": a, "resource": r} for a, r in changes],
-            },
-        }
-    )
+    return Intent.of(*changes, tenant="acme", environment=environment, rationale=rationale)
 
 
 def git(app: App, *args: str) -> subprocess.CompletedProcess[str]:
