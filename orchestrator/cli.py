@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from orchestrator.errors import ApxError, BadInput, InternalError, NotFound
+from orchestrator.errors import ApxError, BadInput, NotFound
 
 if TYPE_CHECKING:
     from orchestrator.bootstrap import App
@@ -521,11 +521,8 @@ def demo(
 
 
 def exit_code_for(error: ApxError) -> int:
-    if isinstance(error, BadInput | NotFound):
-        return 2
-    if isinstance(error, InternalError):
-        return 4
-    return 4
+    """2 for what the caller can fix (bad input, unknown id); 4 for everything else."""
+    return 2 if isinstance(error, BadInput | NotFound) else 4
 
 
 def main() -> None:
