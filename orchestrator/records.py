@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.decision import Decision, Status
+from orchestrator.errors import ApxError, InternalError, NotFound, StorageError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,3 +108,40 @@ class IntentQuery:
     trace_id: str | None = None
     since: datetime | None = None
     limit: int = 100
+
+
+# -- rules every store applies to what it is given (the SQL store and the fake alike) --
+
+
+def utc(value: datetime) -> datetime:
+    """``value`` in UTC; a naive datetime is refused (the log cannot guess its zone)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()} given to the intent log; use UTC")
+    return value.astimezone(UTC)
+
+
+def utc_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else utc(value)
+
+
+def plain_json(value: dict[str, Any], what: str) -> dict[str, Any]:
+    """``value`` as a JSON column gives it back; what JSON cannot hold is refused here.
+
+    Checked before any transaction because psycopg serialises JSON itself and
+    its ``TypeError`` would otherwise escape unwrapped.
+    """
+    try:
+        copied: dict[str, Any] = json.loads(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise StorageError(f"could not {what}: the document is not plain JSON ({exc})") from exc
+    return copied
+
+
+def not_pending(intent_id: str, current: Status | None) -> ApxError:
+    """The error for deciding an intent that is unknown or already decided (a bug upstream)."""
+    if current is None:
+        return NotFound(f"intent {intent_id} is not in the intent log", intent_id=intent_id)
+    return InternalError(
+        f"intent {intent_id} is already {current.value}; refusing to overwrite its decision",
+        intent_id=intent_id,
+    )

@@ -33,7 +33,6 @@ Choices worth knowing before changing anything here:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -68,7 +67,7 @@ from sqlmodel import Field, SQLModel
 
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.decision import PENDING, Decision, PullRequestRef, Status
-from orchestrator.errors import ApxError, InternalError, NotFound, StorageError
+from orchestrator.errors import StorageError
 from orchestrator.records import (
     BreakerState,
     Event,
@@ -77,6 +76,10 @@ from orchestrator.records import (
     IntentView,
     PolicyChange,
     RecentIntent,
+    not_pending,
+    plain_json,
+    utc,
+    utc_or_none,
 )
 
 if TYPE_CHECKING:
@@ -104,7 +107,7 @@ class UtcDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        return _utc(value)
+        return utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -112,16 +115,6 @@ class UtcDateTime(TypeDecorator[datetime]):
         # SQLite hands back the naive UTC value we wrote; PostgreSQL an aware
         # one in the session's time zone.
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"naive datetime {value.isoformat()} given to the intent log; use UTC")
-    return value.astimezone(UTC)
-
-
-def _utc_or_none(value: datetime | None) -> datetime | None:
-    return None if value is None else _utc(value)
 
 
 # Autoincrementing keys: BIGINT on PostgreSQL, but SQLite only aliases the rowid
@@ -283,7 +276,7 @@ class SqlIntentStore:
 
     def receive(self, record: IntentRecord, *, status: Status, decision: Decision | None) -> int:
         what = f"record intent {record.id}"
-        at = _utc(record.received_at)
+        at = utc(record.received_at)
         row = {
             "id": record.id,
             "trace_id": record.trace_id,
@@ -295,8 +288,8 @@ class SqlIntentStore:
             "base_revision": record.base_revision,
             "received_at": at,
             "status": status.value,
-            "decided_at": None if decision is None else _utc(decision.decided_at or at),
-            "document": _json_copy(record.document, what),
+            "decided_at": None if decision is None else utc(decision.decided_at or at),
+            "document": plain_json(record.document, what),
             "decision": None if decision is None else decision.model_dump(mode="json"),
             "commit": None if decision is None else decision.commit,
             "pr_id": None if decision is None or decision.pr is None else decision.pr.id,
@@ -324,7 +317,7 @@ class SqlIntentStore:
         pr = pr or decision.pr
         if pr is not None and decision.pr != pr:
             decision = decision.model_copy(update={"pr": pr})
-        at = _utc(decision.decided_at or self._clock.now())
+        at = utc(decision.decided_at or self._clock.now())
         intent_id = decision.intent_id
         with self._transaction(f"record the decision on {intent_id}", write=True) as conn:
             # One conditional UPDATE is the guard: two deciders racing on either
@@ -342,7 +335,7 @@ class SqlIntentStore:
             )
             if result.rowcount != 1:
                 current = conn.execute(select(_intents.c.status).where(_intents.c.id == intent_id)).scalar()
-                raise _not_pending(intent_id, None if current is None else Status(current))
+                raise not_pending(intent_id, None if current is None else Status(current))
             conn.execute(
                 _events.insert().values(
                     intent_id=intent_id, status=decision.status.value, at=at, reasons=list(decision.reasons)
@@ -379,7 +372,7 @@ class SqlIntentStore:
             if value is not None:
                 stmt = stmt.where(column == value)
         if query.since is not None:
-            stmt = stmt.where(c.received_at >= _utc(query.since))
+            stmt = stmt.where(c.received_at >= utc(query.since))
         if query.target is not None:
             stmt = stmt.where(exists().where(_targets.c.intent_id == c.id, _targets.c.target == query.target))
         stmt = stmt.order_by(c.seq.desc()).limit(max(query.limit, 0))
@@ -390,7 +383,7 @@ class SqlIntentStore:
         self, *, environment: str, since: datetime, statuses: Collection[Status] | None = None
     ) -> list[RecentIntent]:
         c = _intents.c
-        window: tuple[Any, ...] = (c.environment == environment, c.received_at >= _utc(since))
+        window: tuple[Any, ...] = (c.environment == environment, c.received_at >= utc(since))
         if statuses is not None:
             window = (*window, c.status.in_([s.value for s in statuses]))
         stmt = (
@@ -444,7 +437,7 @@ class SqlIntentStore:
     def save_breaker(self, state: BreakerState) -> None:
         values: dict[str, Any] = {name: getattr(state, name) for name in _BREAKER_FIELDS}
         for name in ("opened_at", "closes_at", "count_from", "reset_at"):
-            values[name] = _utc_or_none(values[name])
+            values[name] = utc_or_none(values[name])
         if self._engine.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         else:
@@ -467,7 +460,7 @@ class SqlIntentStore:
             if conn.execute(last).scalar() == change.sha256:
                 return False
             values = {f: getattr(change, f) for f in ("name", "version", "sha256", "source", "by")}
-            conn.execute(_policies.insert().values(**values, at=_utc(change.at)))
+            conn.execute(_policies.insert().values(**values, at=utc(change.at)))
         return True
 
     def policy_history(self) -> list[PolicyChange]:
@@ -475,7 +468,7 @@ class SqlIntentStore:
         with self._transaction("read the policy history") as conn:
             return [
                 PolicyChange(
-                    name=r.name, version=r.version, sha256=r.sha256, source=r.source, by=r.by, at=_utc(r.at)
+                    name=r.name, version=r.version, sha256=r.sha256, source=r.source, by=r.by, at=utc(r.at)
                 )
                 for r in conn.execute(stmt)
             ]
@@ -541,29 +534,6 @@ def _targets_of(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[str, ..
         for intent_id, target in rows:
             found.setdefault(intent_id, []).append(target)
     return {k: tuple(v) for k, v in found.items()}
-
-
-def _not_pending(intent_id: str, current: Status | None) -> ApxError:
-    """The error for deciding an intent that is unknown or already decided (a bug upstream)."""
-    if current is None:
-        return NotFound(f"intent {intent_id} is not in the intent log", intent_id=intent_id)
-    return InternalError(
-        f"intent {intent_id} is already {current.value}; refusing to overwrite its decision",
-        intent_id=intent_id,
-    )
-
-
-def _json_copy(value: dict[str, Any], what: str) -> dict[str, Any]:
-    """``value`` as the database will give it back; what JSON cannot hold is refused here.
-
-    Checked before the transaction because psycopg serialises JSON itself and
-    its ``TypeError`` would otherwise escape unwrapped.
-    """
-    try:
-        copied: dict[str, Any] = json.loads(json.dumps(value))
-    except (TypeError, ValueError) as exc:
-        raise StorageError(f"could not {what}: the document is not plain JSON ({exc})") from exc
-    return copied
 
 
 def _breaker_state(row: Row[Any]) -> BreakerState:

@@ -10,16 +10,15 @@ the contract test with it. Nothing here does I/O or imports a database library.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Collection
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.decision import PENDING, Decision, PullRequestRef, Status
-from orchestrator.errors import InternalError, NotFound, StorageError
+from orchestrator.errors import StorageError
 from orchestrator.records import (
     BreakerState,
     Event,
@@ -28,6 +27,10 @@ from orchestrator.records import (
     IntentView,
     PolicyChange,
     RecentIntent,
+    not_pending,
+    plain_json,
+    utc,
+    utc_or_none,
 )
 
 if TYPE_CHECKING:
@@ -40,7 +43,7 @@ class FrozenClock:
     """A clock that moves only when told to: ``clock.advance(300)`` is five minutes later."""
 
     def __init__(self, start: datetime) -> None:
-        self._now = _utc(start)
+        self._now = utc(start)
 
     def now(self) -> datetime:
         return self._now
@@ -71,8 +74,8 @@ class InMemoryIntentStore:
     # -- IntentStore ---------------------------------------------------------
 
     def receive(self, record: IntentRecord, *, status: Status, decision: Decision | None) -> int:
-        at = _utc(record.received_at)
-        document = _json_copy(record.document, f"record intent {record.id}")
+        at = utc(record.received_at)
+        document = plain_json(record.document, f"record intent {record.id}")
         stored = replace(record, received_at=at, document=document)
         events = [Event(status=Status.RECEIVED, at=at)]
         if status is not Status.RECEIVED:
@@ -90,19 +93,11 @@ class InMemoryIntentStore:
         pr = pr or decision.pr
         if pr is not None and decision.pr != pr:
             decision = decision.model_copy(update={"pr": pr})
-        at = _utc(decision.decided_at or self._clock.now())
+        at = utc(decision.decided_at or self._clock.now())
         with self._lock:
             view = self._views.get(decision.intent_id)
-            if view is None:
-                raise NotFound(
-                    f"intent {decision.intent_id} is not in the intent log", intent_id=decision.intent_id
-                )
-            if view.status not in PENDING:
-                raise InternalError(
-                    f"intent {decision.intent_id} is already {view.status.value}; "
-                    "refusing to overwrite its decision",
-                    intent_id=decision.intent_id,
-                )
+            if view is None or view.status not in PENDING:
+                raise not_pending(decision.intent_id, view.status if view else None)
             if pr is not None and pr.id in self.pull_requests:
                 raise _storage_error(f"record the decision on {decision.intent_id}", "PR id already recorded")
             event = Event(status=decision.status, at=at, reasons=tuple(decision.reasons))
@@ -117,7 +112,7 @@ class InMemoryIntentStore:
             return self._views.get(intent_id)
 
     def query(self, query: IntentQuery) -> list[IntentView]:
-        since = None if query.since is None else _utc(query.since)
+        since = None if query.since is None else utc(query.since)
 
         def matches(v: IntentView) -> bool:
             r = v.record
@@ -138,7 +133,7 @@ class InMemoryIntentStore:
     def recent(
         self, *, environment: str, since: datetime, statuses: Collection[Status] | None = None
     ) -> list[RecentIntent]:
-        since = _utc(since)
+        since = utc(since)
         with self._lock:
             views = list(self._views.values())
         return [
@@ -174,10 +169,10 @@ class InMemoryIntentStore:
     def save_breaker(self, state: BreakerState) -> None:
         state = replace(
             state,
-            opened_at=_utc_or_none(state.opened_at),
-            closes_at=_utc_or_none(state.closes_at),
-            count_from=_utc_or_none(state.count_from),
-            reset_at=_utc_or_none(state.reset_at),
+            opened_at=utc_or_none(state.opened_at),
+            closes_at=utc_or_none(state.closes_at),
+            count_from=utc_or_none(state.count_from),
+            reset_at=utc_or_none(state.reset_at),
         )
         with self._lock:
             self._breakers[(state.tenant, state.environment)] = state
@@ -192,30 +187,12 @@ class InMemoryIntentStore:
         with self._lock:
             if self._policies and self._policies[-1].sha256 == change.sha256:
                 return False
-            self._policies.append(replace(change, at=_utc(change.at)))
+            self._policies.append(replace(change, at=utc(change.at)))
             return True
 
     def policy_history(self) -> list[PolicyChange]:
         with self._lock:
             return list(self._policies)
-
-
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"naive datetime {value.isoformat()} given to the intent log; use UTC")
-    return value.astimezone(UTC)
-
-
-def _utc_or_none(value: datetime | None) -> datetime | None:
-    return None if value is None else _utc(value)
-
-
-def _json_copy(value: dict[str, Any], what: str) -> dict[str, Any]:
-    try:
-        copied: dict[str, Any] = json.loads(json.dumps(value))
-    except (TypeError, ValueError) as exc:
-        raise _storage_error(what, f"the document is not plain JSON ({exc})") from exc
-    return copied
 
 
 def _copy(decision: Decision | None) -> Decision | None:
