@@ -66,14 +66,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
+from common import Breakdown, close, raised_limits, timed
 
 from orchestrator import admission as admission_module
 from orchestrator import pipeline as pipeline_module
@@ -84,7 +84,7 @@ from orchestrator.home import SIGNER, init_home
 from orchestrator.ids import new_intent_id, new_trace_id
 from orchestrator.intent import Intent
 from orchestrator.seed import seed_files
-from orchestrator.settings import Settings, load_settings
+from orchestrator.settings import load_settings
 from orchestrator.signing import create_signing_key, write_allowed_signers
 from orchestrator.sql_store import SQLITE_BUSY_TIMEOUT_MS
 from orchestrator.testing import FrozenClock
@@ -132,21 +132,10 @@ def stats(samples: list[float]) -> dict[str, float]:
     }
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    started = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - started, result
-
-
 def fresh_home(root: Path, name: str) -> Path:
     home = root / name
     init_home(home)
     return home
-
-
-def close(app: App) -> None:
-    app.store.close()
-    app.repo.close()
 
 
 def run(*args: str, cwd: Path, stdin: bytes | None = None) -> None:
@@ -243,51 +232,6 @@ def sqlite_baseline(source: Path, scratch: Path, n: int, warmup: int, *, write_s
 # -- (b) signed dev applies ---------------------------------------------------------
 
 
-class Breakdown:
-    """Wall time per wrapped callable, summed.
-
-    ``seconds`` counts every call; ``outer`` only calls not made from inside
-    another wrapped one (``repo.head`` inside ``repo.commit``), so the outer
-    figures add up without counting anything twice.
-    """
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.outer: dict[str, float] = defaultdict(float)
-        self.calls: dict[str, int] = defaultdict(int)
-        self._depth = 0
-
-    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            outermost = self._depth == 0
-            self._depth += 1
-            started = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                elapsed = time.perf_counter() - started
-                self._depth -= 1
-                self.seconds[name] += elapsed
-                self.calls[name] += 1
-                if outermost:
-                    self.outer[name] += elapsed
-
-        return wrapper
-
-    def per_op(self, n: int) -> dict[str, dict[str, float]]:
-        return {
-            "breakdown_ms_per_op": {k: v * 1000 / n for k, v in sorted(self.seconds.items())},
-            "outer_ms_per_op": {k: v * 1000 / n for k, v in sorted(self.outer.items())},
-            "calls_per_op": {k: v / n for k, v in sorted(self.calls.items())},
-        }
-
-    def reset(self) -> None:
-        self.seconds.clear()
-        self.outer.clear()
-        self.calls.clear()
-
-
 @contextmanager
 def instrumented(app: App, breakdown: Breakdown) -> Iterator[None]:
     """Time the repo's and store's methods (as instance attributes) and the pipeline's helpers.
@@ -319,17 +263,6 @@ def instrumented(app: App, breakdown: Breakdown) -> Iterator[None]:
             delattr(app.repo, name)
         for name in store_methods:
             delattr(app.store, name)
-
-
-def raised_limits(settings: Settings) -> Settings:
-    rules = settings.admission
-    admission = rules.model_copy(
-        update={
-            "rate_limit": rules.rate_limit.model_copy(update={"deploys": 10**9}),
-            "breaker": rules.breaker.model_copy(update={"max_deploys": 10**9}),
-        }
-    )
-    return settings.model_copy(update={"admission": admission})
 
 
 def replicas_for(i: int) -> int:

@@ -82,7 +82,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -91,6 +90,7 @@ from typing import Any
 
 import regopy
 import yaml
+from common import Breakdown, close, raised_limits, timed
 
 from constraints.bundle import load_bundle
 from orchestrator import changeset as changeset_module
@@ -101,7 +101,7 @@ from orchestrator.decision import ADMITTED, Status
 from orchestrator.home import init_home
 from orchestrator.intent import Intent
 from orchestrator.seed import seed_files
-from orchestrator.settings import Settings, load_settings
+from orchestrator.settings import load_settings
 from orchestrator.testing import FrozenClock
 from validators import blast_radius as blast_module
 from validators import rego as rego_module
@@ -181,54 +181,6 @@ def stats(samples: list[float]) -> dict[str, float]:
         "min_ms": ms[0],
         "max_ms": ms[-1],
     }
-
-
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    started = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - started, result
-
-
-class Breakdown:
-    """Wall time per wrapped callable, summed; ``outer`` counts only calls not made
-    from inside another wrapped one, so the outer figures add up."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.outer: dict[str, float] = defaultdict(float)
-        self.calls: dict[str, int] = defaultdict(int)
-        self._depth = 0
-
-    def wrap(self, name: str | Callable[..., str], fn: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            label = name(*args, **kwargs) if callable(name) else name
-            outermost = self._depth == 0
-            self._depth += 1
-            started = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                elapsed = time.perf_counter() - started
-                self._depth -= 1
-                self.seconds[label] += elapsed
-                self.calls[label] += 1
-                if outermost:
-                    self.outer[label] += elapsed
-
-        return wrapper
-
-    def per_op(self, n: int) -> dict[str, dict[str, float]]:
-        return {
-            "breakdown_ms_per_op": {k: v * 1000 / n for k, v in sorted(self.seconds.items())},
-            "outer_ms_per_op": {k: v * 1000 / n for k, v in sorted(self.outer.items())},
-            "calls_per_op": {k: v / n for k, v in sorted(self.calls.items())},
-        }
-
-    def reset(self) -> None:
-        self.seconds.clear()
-        self.outer.clear()
-        self.calls.clear()
 
 
 @contextmanager
@@ -334,17 +286,6 @@ def capturing_policy_input(app: App, sink: list[dict[str, Any]]) -> Iterator[Non
 # -- setup --------------------------------------------------------------------------
 
 
-def raised_limits(settings: Settings) -> Settings:
-    rules = settings.admission
-    admission = rules.model_copy(
-        update={
-            "rate_limit": rules.rate_limit.model_copy(update={"deploys": 10**9}),
-            "breaker": rules.breaker.model_copy(update={"max_deploys": 10**9}),
-        }
-    )
-    return settings.model_copy(update={"admission": admission})
-
-
 def make_app(root: Path) -> tuple[App, dict[str, str]]:
     """A fresh home with the three scenario intents recorded as queued: (app, name → intent id)."""
     home = root / "home"
@@ -357,11 +298,6 @@ def make_app(root: Path) -> tuple[App, dict[str, str]]:
             raise SystemExit(f"setup: {name} was {decision.status.value}: {decision.reasons}")
         ids[name] = decision.intent_id
     return app, ids
-
-
-def close(app: App) -> None:
-    app.store.close()
-    app.repo.close()
 
 
 # -- (a) policy evaluation --------------------------------------------------------
