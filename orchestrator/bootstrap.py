@@ -24,6 +24,7 @@ from validators.policy import Bundle, PolicyEngine, PolicyLoadError
 from validators.schema import ReferenceValidator, SchemaValidator
 
 if TYPE_CHECKING:
+    from audit.log import AuditLog
     from orchestrator.git_repo import GitConfigRepo
     from orchestrator.pipeline import Orchestrator
     from orchestrator.sql_store import SqlIntentStore
@@ -64,6 +65,19 @@ class App:
         from orchestrator.sql_store import SqlIntentStore
 
         return SqlIntentStore.open(self.settings.database_url)
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        from audit.log import AuditLog
+
+        return AuditLog(
+            self.store.audit,
+            keys=self.settings.keys_dir,
+            checkpoint_file=self.settings.checkpoint_file,
+            now=self.clock.now,
+            every=self.settings.audit.checkpoint_every,
+            interval=self.settings.audit.checkpoint_interval,
+        )
 
     @cached_property
     def repo(self) -> GitConfigRepo:

@@ -21,6 +21,7 @@ import typer
 from orchestrator.errors import ApxError, BadInput, NotFound
 
 if TYPE_CHECKING:
+    from audit.checkpoint import PublicKey
     from orchestrator.bootstrap import App
     from orchestrator.decision import Decision
     from orchestrator.records import IntentView
@@ -39,7 +40,9 @@ schema_app = typer.Typer(help="The resource kinds' schemas.", no_args_is_help=Tr
 app.add_typer(intents_app, name="intents")
 app.add_typer(breakers_app, name="breakers")
 app.add_typer(policy_app, name="policy")
+audit_app = typer.Typer(help="Verify, prove and export the tamper-evident audit log.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
+app.add_typer(audit_app, name="audit")
 
 HomeOption = Annotated[
     Path | None,
@@ -109,6 +112,7 @@ def submit(
     if env is not None:
         intent = intent.model_copy(update={"spec": intent.spec.model_copy(update={"environment": env})})
     decision = application.orchestrator.submit(intent, agent=agent, wait=not no_wait)
+    application.audit.checkpoint()
     if as_json:
         _out(decision.model_dump_json())
     else:
@@ -126,6 +130,7 @@ def drain(
     for environment in env or list(application.settings.environments):
         for decision in application.orchestrator.drain(environment):
             _out(decision.summary())
+    application.audit.checkpoint()
 
 
 def _print_decision(decision: Decision) -> None:
@@ -501,7 +506,151 @@ def breakers_reset(
     """Close a breaker (a human decision); its deploy count restarts now."""
     application = _app(home)
     state = application.orchestrator.reset_breaker(tenant=tenant, environment=env, by=by)
+    application.audit.checkpoint()
     _out(f"{state.tenant}/{state.environment}: closed by {by}")
+
+
+# -- audit ---------------------------------------------------------------------------
+
+KeyOption = Annotated[
+    Path | None,
+    typer.Option("--key", help="The audit public key (PEM); default: the home's keys/audit_ed25519.pub."),
+]
+
+
+def _public_key(application: App | None, key: Path | None) -> PublicKey:
+    from audit.checkpoint import PublicKey
+    from audit.log import AuditKeyMissing
+
+    if key is not None:
+        try:
+            return PublicKey.from_pem(key.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"--key {key}: {exc}") from exc
+    assert application is not None
+    try:
+        return application.audit.public_key()
+    except AuditKeyMissing as exc:
+        raise BadInput(f"{exc}; pass --key") from exc
+
+
+@audit_app.command("verify")
+def audit_verify(
+    key: KeyOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Recompute the chain and the Merkle tree and check every signed checkpoint.
+
+    Exit 0 when the log is intact, 1 at the first entry or checkpoint that is not.
+    """
+    application = _app(home)
+    report = application.audit.verify(_public_key(application, key))
+    covered = max((cp.size for cp in application.audit.store.checkpoints()), default=0)
+    if as_json:
+        finding = report.finding
+        _out(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "entries": report.size,
+                    "root": report.root.hex(),
+                    "checkpoints": report.checkpoints,
+                    "signed_up_to": covered,
+                    "problem": None
+                    if finding is None
+                    else {"kind": finding.kind, "seq": finding.seq, "message": finding.message},
+                    "notes": report.notes,
+                }
+            )
+        )
+    elif report.finding is None:
+        _out(
+            f"OK: {report.size} entries, root {report.root.hex()}, {report.checkpoints} checkpoints verified"
+        )
+        if covered < report.size:
+            _out(f"  entries {covered + 1}-{report.size} are chained but not yet under a signed checkpoint")
+        for note in report.notes:
+            _out(f"  note: {note}")
+    else:
+        _out(f"TAMPERED: {report.finding.message}")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@audit_app.command("prove")
+def audit_prove(
+    seq: Annotated[int, typer.Argument(metavar="SEQ", help="The entry (counting from 1).")],
+    home: HomeOption = None,
+) -> None:
+    """Print an inclusion proof of entry SEQ against the newest signed checkpoint (JSON)."""
+    from audit.proof import dumps
+
+    application = _app(home)
+    try:
+        proof = application.audit.prove(seq)
+    except LookupError as exc:
+        raise NotFound(str(exc)) from exc
+    _out(dumps(proof))
+
+
+@audit_app.command("check-proof")
+def audit_check_proof(
+    file: Annotated[str, typer.Argument(help="A proof from `apx audit prove`, or - for stdin.")],
+    key: KeyOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Check an inclusion proof with only the public key. Exit 0 if it holds, 1 if not."""
+    from audit.proof import InclusionProof, ProofError, check
+
+    public = _public_key(None if key else _app(home), key)
+    try:
+        data = json.loads(sys.stdin.read() if file == "-" else Path(file).read_text())
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"{file}: not a readable JSON proof ({exc})") from exc
+    try:
+        proof = InclusionProof.from_json(data)
+        entry = check(proof, public)
+    except ProofError as exc:
+        _out(f"INVALID: {exc}")
+        raise typer.Exit(1) from None
+    what = " ".join(str(entry[k]) for k in ("action", "intent_id", "subject") if entry.get(k))
+    _out(
+        f"OK: entry {proof.seq} ({what}, by {entry.get('actor')} at {entry.get('at')}) is in the log "
+        f"of {proof.checkpoint.size} entries signed at {proof.checkpoint.at.isoformat()} "
+        f"by key {proof.checkpoint.key_id}"
+    )
+
+
+@audit_app.command("export")
+def audit_export(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+    start: Annotated[int, typer.Option("--from", min=1, help="First entry to export.")] = 1,
+    home: HomeOption = None,
+) -> None:
+    """Write the audit log as JSON lines for a SIEM: header with the public key, entries, checkpoint."""
+    application = _app(home)
+    if output is None:
+        count = application.audit.export(sys.stdout, start=start)
+    else:
+        with output.open("w", encoding="utf-8") as out:
+            count = application.audit.export(out, start=start)
+        _out(f"wrote {count} entries to {output}")
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(home: HomeOption = None) -> None:
+    """Sign a checkpoint of the log now (normally made every N entries or T seconds)."""
+    application = _app(home)
+    made = application.audit.checkpoint(force=True)
+    latest = application.audit.store.latest()
+    if latest is None:
+        _out("the audit log is empty: nothing to sign")
+        return
+    checkpoint = latest[0]
+    verb = "signed" if made is not None else "already signed"
+    _out(f"{verb}: {checkpoint.size} entries, root {checkpoint.root.hex()}, at {checkpoint.at.isoformat()}")
 
 
 # -- demo ----------------------------------------------------------------------------

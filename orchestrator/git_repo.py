@@ -216,6 +216,17 @@ class GitConfigRepo:
             self._remember(snapshot)
             return snapshot
 
+    def parent(self, revision: str) -> str | None:
+        """The first parent of commit ``revision``, or None for a root commit (the seed).
+
+        The first parent is the branch as it was before the commit, also for a
+        merge; read through gitpython's long-lived ``cat-file`` helper, no new process.
+        """
+        with self._lock:
+            sha = self._resolve(revision)
+            parents = self._repo.commit(sha).parents
+            return str(parents[0].hexsha) if parents else None
+
     def commit(
         self,
         *,

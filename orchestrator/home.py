@@ -11,6 +11,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from audit.checkpoint import PUBLIC_KEY_NAME, SigningKey
 from orchestrator.errors import HomeError
 from orchestrator.git_repo import GitConfigRepo
 from orchestrator.seed import seed_files
@@ -29,6 +30,7 @@ OWNED = (
     "allowed_signers",
     "locks",
     "logs",
+    "audit",
 )
 SIGNER = "apx@localhost"
 
@@ -67,6 +69,7 @@ def init_home(home: Path, *, force: bool = False) -> list[Made]:
         files=files,
         committer_email=SIGNER,
     )
+    SigningKey.create(settings.keys_dir)
     migrate(settings.database_url)
     branches = ", ".join(settings.branch_of(env) for env in settings.environments)
     return [
@@ -78,4 +81,8 @@ def init_home(home: Path, *, force: bool = False) -> list[Made]:
         Made(f"config repo, branches {branches}, {len(files)} resources of tenant acme", settings.repo_path),
         Made("SSH signing key (Ed25519)", key.private_path),
         Made("allowed signers for `git verify-commit`", allowed),
+        Made(
+            "audit checkpoint key (Ed25519; share the .pub with auditors)",
+            settings.keys_dir / PUBLIC_KEY_NAME,
+        ),
     ]

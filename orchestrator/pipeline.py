@@ -183,8 +183,9 @@ class Orchestrator:
                     settings=rules,
                     now=now,
                 )
+                # The intent, its first status and any breaker change: one write, one audit trail.
                 if verdict.admitted:
-                    self._store.receive(record, status=Status.QUEUED, decision=None)
+                    self._store.receive(record, status=Status.QUEUED, decision=None, breaker=verdict.breaker)
                 else:
                     held = self._decision(
                         record,
@@ -192,9 +193,7 @@ class Orchestrator:
                         reasons=list(verdict.reasons),
                         duplicate_of=verdict.duplicate_of,
                     )
-                    self._store.receive(record, status=verdict.status, decision=held)
-                if verdict.breaker is not None:
-                    self._store.save_breaker(verdict.breaker)
+                    self._store.receive(record, status=verdict.status, decision=held, breaker=verdict.breaker)
                 if verdict.tripped and verdict.breaker is not None:
                     self._alert_breaker(verdict.breaker)
                 if not verdict.admitted:

@@ -29,12 +29,22 @@ from orchestrator.records import (
 class IntentStore(Protocol):
     """The intent log. Every write is one transaction: all of it or none."""
 
-    def receive(self, record: IntentRecord, *, status: Status, decision: Decision | None) -> int:
+    def receive(
+        self,
+        record: IntentRecord,
+        *,
+        status: Status,
+        decision: Decision | None,
+        breaker: BreakerState | None = None,
+    ) -> int:
         """Insert an arriving intent with its first status; return its sequence number.
 
         ``status`` is ``queued`` for an admitted intent (``decision`` is None) or a
         held status with its ``decision``. The timeline gets ``received`` and
-        ``status``, both at ``record.received_at``.
+        ``status``, both at ``record.received_at``. ``breaker`` is the breaker's
+        new state when admission changed it, saved in the same transaction.
+        Every write here and in :meth:`decide` appends its audit entries
+        (:mod:`orchestrator.audit_trail`) in the same transaction.
         """
         ...
 
@@ -96,6 +106,13 @@ class ConfigRepo(Protocol):
         ...
 
     def read(self, revision: str) -> Snapshot: ...
+
+    def parent(self, revision: str) -> str | None:
+        """The first parent of commit ``revision`` (the branch before it), or None for a root commit.
+
+        ``apx intents blame`` reads a resource there to see what an intent's commit changed.
+        """
+        ...
 
     def commit(
         self,

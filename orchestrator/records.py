@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import string
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from orchestrator.decision import Decision, Status
 from orchestrator.errors import ApxError, InternalError, NotFound, StorageError
@@ -98,7 +100,7 @@ class PolicyChange:
 
 @dataclass(frozen=True, kw_only=True)
 class IntentQuery:
-    """Filters of ``apx intents list``; ``None`` means any."""
+    """Filters of ``apx intents list``; ``None`` means any. All given filters must hold."""
 
     agent: str | None = None
     status: Status | None = None
@@ -106,8 +108,36 @@ class IntentQuery:
     tenant: str | None = None
     target: str | None = None
     trace_id: str | None = None
+    #: Received at or after this instant.
     since: datetime | None = None
+    #: Received before this instant: with ``since``, the half-open window [since, until),
+    #: so consecutive windows never show an intent twice.
+    until: datetime | None = None
+    #: Intents whose ``metadata.causedBy`` is this id (its children).
+    caused_by: str | None = None
+    #: Case-insensitive substring of any reason on the intent's timeline (which
+    #: carries the decision's reasons too).
+    reason: str | None = None
+    #: Keyset paging: only intents older than this sequence number, i.e. the
+    #: page after the one whose last (oldest) intent had it. Stable while new
+    #: intents arrive, unlike an offset.
+    before_seq: int | None = None
     limit: int = 100
+
+    _ASCII_LOWER: ClassVar[dict[int, int]] = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+    def reason_matches(self, reasons: Iterable[str]) -> bool:
+        """Whether :attr:`reason` is in one of ``reasons`` (True when no reason is asked for).
+
+        Case is ignored for ASCII letters only: that is what both databases
+        can do on the stored JSON text (non-ASCII is kept there as ``\\uXXXX``
+        escapes, which ``lower()``/``ILIKE`` leave alone), and the fake must
+        answer as they do.
+        """
+        if self.reason is None:
+            return True
+        wanted = self.reason.translate(self._ASCII_LOWER)
+        return any(wanted in text.translate(self._ASCII_LOWER) for text in reasons)
 
 
 # -- rules every store applies to what it is given (the SQL store and the fake alike) --

@@ -130,6 +130,22 @@ def _default_environments() -> dict[str, EnvironmentSettings]:
     return {"dev": EnvironmentSettings(mode="auto"), "prod": EnvironmentSettings(mode="pr", approvals=1)}
 
 
+class AuditSettings(_Section):
+    #: Sign a checkpoint of the audit log once this many entries arrived since the last...
+    checkpoint_every: int = Field(default=1000, ge=1)
+    #: ...or once this long has passed since the last, whichever comes first.
+    checkpoint_interval: Duration = timedelta(minutes=5)
+
+
+class RetentionSettings(_Section):
+    #: Prune the payload (document, diff, rollback recipe) of decided intents older
+    #: than this; their row, status, reasons and digest stay, and so does every
+    #: audit entry. ``null`` keeps payloads forever.
+    payloads: Duration | None = timedelta(days=365)
+    #: How often ``apx serve``'s scheduler runs the pruning job.
+    every: Duration = timedelta(hours=1)
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     #: ``auto``: JSON lines unless stderr is a terminal.
@@ -147,6 +163,8 @@ class Settings(BaseSettings):
     policy: PolicySettings = PolicySettings()
     environments: dict[str, EnvironmentSettings] = Field(default_factory=_default_environments)
     log: LogSettings = LogSettings()
+    audit: AuditSettings = AuditSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @model_validator(mode="after")
     def _names(self) -> Settings:
@@ -161,6 +179,16 @@ class Settings(BaseSettings):
     @property
     def repo_path(self) -> Path:
         return self.home / "config-repo"
+
+    @property
+    def keys_dir(self) -> Path:
+        """Signing keys: the commit key and the audit checkpoint key."""
+        return self.home / "keys"
+
+    @property
+    def checkpoint_file(self) -> Path:
+        """Signed audit checkpoints, outside the database."""
+        return self.home / "audit" / "checkpoints.jsonl"
 
     def branch_of(self, environment: str) -> str:
         return self.environments[environment].branch or environment
@@ -222,4 +250,10 @@ policy:
 environments:
   dev:  {{mode: auto}}                                  # auto-apply as a signed commit
   prod: {{mode: pr, approvals: 1}}                      # signed PR, human approval
+audit:
+  checkpoint_every: 1000                              # sign a checkpoint every N entries...
+  checkpoint_interval: 5m                             # ...or T, whichever comes first
+retention:
+  payloads: 365d                                      # prune intent payloads older than this (null: never)
+  every: 1h
 """

@@ -33,6 +33,7 @@ Choices worth knowing before changing anything here:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -55,6 +56,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    cast,
     create_engine,
     event,
     exists,
@@ -62,9 +64,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Row, make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import ColumnElement, Select
 from sqlmodel import Field, SQLModel
 
+from audit.entry import AuditEvent
+from audit.sql import SqlAuditStore, append_in
+from orchestrator import audit_trail
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.decision import PENDING, Decision, PullRequestRef, Status
 from orchestrator.errors import StorageError
@@ -152,6 +157,11 @@ class IntentRow(SQLModel, table=True):
     decision: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(), nullable=True))
     commit: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
     pr_id: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
+    #: ``sha256:`` of the document as received; the audit log holds the same digest,
+    #: so it still proves what the intent said after retention prunes the document.
+    payload_digest: str | None = Field(default=None, sa_column=Column(String(80), nullable=True))
+    #: When retention replaced the document and the decision's diff with a stub.
+    pruned_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
 
 
 class IntentTargetRow(SQLModel, table=True):
@@ -274,9 +284,18 @@ class SqlIntentStore:
 
     # -- IntentStore ---------------------------------------------------------
 
-    def receive(self, record: IntentRecord, *, status: Status, decision: Decision | None) -> int:
+    def receive(
+        self,
+        record: IntentRecord,
+        *,
+        status: Status,
+        decision: Decision | None,
+        breaker: BreakerState | None = None,
+    ) -> int:
         what = f"record intent {record.id}"
         at = utc(record.received_at)
+        document = plain_json(record.document, what)
+        audited = audit_trail.received(record, status, decision)
         row = {
             "id": record.id,
             "trace_id": record.trace_id,
@@ -289,7 +308,8 @@ class SqlIntentStore:
             "received_at": at,
             "status": status.value,
             "decided_at": None if decision is None else utc(decision.decided_at or at),
-            "document": plain_json(record.document, what),
+            "document": document,
+            "payload_digest": audited[0].digest,
             "decision": None if decision is None else decision.model_dump(mode="json"),
             "commit": None if decision is None else decision.commit,
             "pr_id": None if decision is None or decision.pr is None else decision.pr.id,
@@ -311,6 +331,9 @@ class SqlIntentStore:
                     ],
                 )
             conn.execute(_events.insert(), events)
+            if breaker is not None:
+                audited.extend(self._save_breaker_in(conn, breaker, at=at))
+            append_in(conn, audited)
         return seq
 
     def decide(self, decision: Decision, *, pr: PullRequestRef | None = None) -> None:
@@ -341,6 +364,7 @@ class SqlIntentStore:
                     intent_id=intent_id, status=decision.status.value, at=at, reasons=list(decision.reasons)
                 )
             )
+            append_in(conn, [audit_trail.decided(decision, at=at)])
             if pr is not None:
                 conn.execute(
                     _prs.insert().values(
@@ -368,13 +392,20 @@ class SqlIntentStore:
             (c.environment, query.environment),
             (c.tenant, query.tenant),
             (c.trace_id, query.trace_id),
+            (c.caused_by, query.caused_by),
         ):
             if value is not None:
                 stmt = stmt.where(column == value)
         if query.since is not None:
             stmt = stmt.where(c.received_at >= utc(query.since))
+        if query.until is not None:
+            stmt = stmt.where(c.received_at < utc(query.until))
+        if query.before_seq is not None:
+            stmt = stmt.where(c.seq < query.before_seq)
         if query.target is not None:
             stmt = stmt.where(exists().where(_targets.c.intent_id == c.id, _targets.c.target == query.target))
+        if query.reason is not None:
+            stmt = stmt.where(_reason_in_timeline(query.reason))
         stmt = stmt.order_by(c.seq.desc()).limit(max(query.limit, 0))
         with self._transaction("query the intent log") as conn:
             return self._views(conn, stmt)
@@ -435,6 +466,11 @@ class SqlIntentStore:
         return None if row is None else _breaker_state(row)
 
     def save_breaker(self, state: BreakerState) -> None:
+        with self._transaction(f"save the breaker of {state.tenant}/{state.environment}", write=True) as c:
+            append_in(c, self._save_breaker_in(c, state, at=self._clock.now()))
+
+    def _save_breaker_in(self, conn: Connection, state: BreakerState, *, at: datetime) -> list[AuditEvent]:
+        """Upsert ``state`` in the caller's transaction; the audit entry its change calls for."""
         values: dict[str, Any] = {name: getattr(state, name) for name in _BREAKER_FIELDS}
         for name in ("opened_at", "closes_at", "count_from", "reset_at"):
             values[name] = utc_or_none(values[name])
@@ -442,10 +478,14 @@ class SqlIntentStore:
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        key = (_breakers.c.tenant == state.tenant, _breakers.c.environment == state.environment)
+        found = conn.execute(select(_breakers).where(*key)).first()
+        before = None if found is None else _breaker_state(found)
         stmt = insert(_breakers).values(tenant=state.tenant, environment=state.environment, **values)
         stmt = stmt.on_conflict_do_update(index_elements=["tenant", "environment"], set_=values)
-        with self._transaction(f"save the breaker of {state.tenant}/{state.environment}", write=True) as c:
-            c.execute(stmt)
+        conn.execute(stmt)
+        event = audit_trail.breaker_changed(before, state, at=utc(at))
+        return [] if event is None else [event]
 
     def breakers(self) -> list[BreakerState]:
         stmt = select(_breakers).order_by(_breakers.c.tenant, _breakers.c.environment)
@@ -461,7 +501,15 @@ class SqlIntentStore:
                 return False
             values = {f: getattr(change, f) for f in ("name", "version", "sha256", "source", "by")}
             conn.execute(_policies.insert().values(**values, at=utc(change.at)))
+            append_in(conn, [audit_trail.policy_changed(change)])
         return True
+
+    # -- AuditStore ----------------------------------------------------------
+
+    @property
+    def audit(self) -> SqlAuditStore:
+        """The audit log in this database (entries are appended by the writes above)."""
+        return SqlAuditStore(self._engine, writer=self._writer)
 
     def policy_history(self) -> list[PolicyChange]:
         stmt = select(_policies).order_by(_policies.c.seq)
@@ -521,6 +569,27 @@ class SqlIntentStore:
             )
             for r in rows
         ]
+
+
+def _reason_in_timeline(text: str) -> ColumnElement[bool]:
+    """``IntentQuery.reason``: some event of the intent has a reason containing ``text``.
+
+    Matched against the stored JSON text of the event's reasons, which is the
+    same on both databases (JSON, not JSONB: kept as written), so ``text`` is
+    JSON-escaped the same way first: quotes, backslashes and non-ASCII then
+    match as written, and an escaped term has no bare ``"`` to straddle two
+    reasons with (only a term of nothing but ``[``, ``]``, ``,`` and spaces could
+    match the list's own punctuation). ``%``/``_`` are escaped by ``autoescape``.
+    ASCII case is ignored (``lower() LIKE`` on SQLite, ``ILIKE`` on PostgreSQL),
+    as :meth:`IntentQuery.reason_matches` documents. Per-element functions
+    (``json_each``, ``json_array_elements_text``) would differ between the two
+    databases in how they fold non-ASCII case; this does not.
+    """
+    escaped = json.dumps(text)[1:-1]
+    return exists().where(
+        _events.c.intent_id == _intents.c.id,
+        cast(_events.c.reasons, Text).icontains(escaped, autoescape=True),
+    )
 
 
 def _targets_of(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[str, ...]]:

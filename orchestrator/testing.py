@@ -11,11 +11,15 @@ the contract test with it. Nothing here does I/O or imports a database library.
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from audit.checkpoint import Checkpoint
+from audit.entry import AuditEvent
+from audit.hashing import GENESIS, Frontier, leaf_hash, link
+from orchestrator import audit_trail
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.decision import PENDING, Decision, PullRequestRef, Status
 from orchestrator.errors import StorageError
@@ -34,9 +38,10 @@ from orchestrator.records import (
 )
 
 if TYPE_CHECKING:
+    from audit.ports import AuditStore, Row
     from orchestrator.ports import BreakerStore, IntentStore, PolicyHistory
 
-__all__ = ["FrozenClock", "InMemoryIntentStore"]
+__all__ = ["FrozenClock", "InMemoryAuditStore", "InMemoryIntentStore"]
 
 
 class FrozenClock:
@@ -70,12 +75,22 @@ class InMemoryIntentStore:
         self._breakers: dict[tuple[str, str], BreakerState] = {}
         self._policies: list[PolicyChange] = []
         self.pull_requests: dict[str, tuple[str, PullRequestRef]] = {}  # id -> (intent id, PR)
+        #: The audit log, appended to under the same lock as each change it records.
+        self.audit = InMemoryAuditStore(lock=self._lock)
 
     # -- IntentStore ---------------------------------------------------------
 
-    def receive(self, record: IntentRecord, *, status: Status, decision: Decision | None) -> int:
+    def receive(
+        self,
+        record: IntentRecord,
+        *,
+        status: Status,
+        decision: Decision | None,
+        breaker: BreakerState | None = None,
+    ) -> int:
         at = utc(record.received_at)
         document = plain_json(record.document, f"record intent {record.id}")
+        audited = audit_trail.received(record, status, decision)
         stored = replace(record, received_at=at, document=document)
         events = [Event(status=Status.RECEIVED, at=at)]
         if status is not Status.RECEIVED:
@@ -87,6 +102,9 @@ class InMemoryIntentStore:
             self._views[record.id] = IntentView(
                 seq=seq, record=stored, status=status, decision=_copy(decision), events=tuple(events)
             )
+            if breaker is not None:
+                audited.extend(self._save_breaker_locked(breaker, at=at))
+            self.audit.append_locked(audited)
         return seq
 
     def decide(self, decision: Decision, *, pr: PullRequestRef | None = None) -> None:
@@ -106,6 +124,7 @@ class InMemoryIntentStore:
             )
             if pr is not None:
                 self.pull_requests[pr.id] = (decision.intent_id, pr)
+            self.audit.append_locked([audit_trail.decided(decision, at=at)])
 
     def get(self, intent_id: str) -> IntentView | None:
         with self._lock:
@@ -113,6 +132,7 @@ class InMemoryIntentStore:
 
     def query(self, query: IntentQuery) -> list[IntentView]:
         since = None if query.since is None else utc(query.since)
+        until = None if query.until is None else utc(query.until)
 
         def matches(v: IntentView) -> bool:
             r = v.record
@@ -123,7 +143,11 @@ class InMemoryIntentStore:
                 and (query.tenant is None or r.tenant == query.tenant)
                 and (query.trace_id is None or r.trace_id == query.trace_id)
                 and (query.target is None or query.target in r.targets)
+                and (query.caused_by is None or r.caused_by == query.caused_by)
                 and (since is None or r.received_at >= since)
+                and (until is None or r.received_at < until)
+                and (query.before_seq is None or v.seq < query.before_seq)
+                and query.reason_matches(reason for e in v.events for reason in e.reasons)
             )
 
         with self._lock:
@@ -167,6 +191,10 @@ class InMemoryIntentStore:
             return self._breakers.get((tenant, environment))
 
     def save_breaker(self, state: BreakerState) -> None:
+        with self._lock:
+            self.audit.append_locked(self._save_breaker_locked(state, at=self._clock.now()))
+
+    def _save_breaker_locked(self, state: BreakerState, *, at: datetime) -> list[AuditEvent]:
         state = replace(
             state,
             opened_at=utc_or_none(state.opened_at),
@@ -174,8 +202,10 @@ class InMemoryIntentStore:
             count_from=utc_or_none(state.count_from),
             reset_at=utc_or_none(state.reset_at),
         )
-        with self._lock:
-            self._breakers[(state.tenant, state.environment)] = state
+        before = self._breakers.get((state.tenant, state.environment))
+        self._breakers[(state.tenant, state.environment)] = state
+        event = audit_trail.breaker_changed(before, state, at=utc(at))
+        return [] if event is None else [event]
 
     def breakers(self) -> list[BreakerState]:
         with self._lock:
@@ -188,11 +218,64 @@ class InMemoryIntentStore:
             if self._policies and self._policies[-1].sha256 == change.sha256:
                 return False
             self._policies.append(replace(change, at=utc(change.at)))
+            self.audit.append_locked([audit_trail.policy_changed(change)])
             return True
 
     def policy_history(self) -> list[PolicyChange]:
         with self._lock:
             return list(self._policies)
+
+
+class InMemoryAuditStore:
+    """:class:`audit.sql.SqlAuditStore`'s semantics in a list (see ``test_audit_store.py``)."""
+
+    def __init__(self, *, lock: threading.Lock | None = None) -> None:
+        self._lock = lock or threading.Lock()
+        self._rows: list[Row] = []
+        self._checkpoints: dict[int, tuple[Checkpoint, Frontier]] = {}
+
+    def append(self, events: Sequence[AuditEvent]) -> list[int]:
+        with self._lock:
+            return self.append_locked(events)
+
+    def append_locked(self, events: Sequence[AuditEvent]) -> list[int]:
+        """Append while the caller holds the lock (the fake's "same transaction")."""
+        seq, previous = (self._rows[-1][0], self._rows[-1][2]) if self._rows else (0, GENESIS)
+        added: list[Row] = []
+        for event in events:
+            seq += 1
+            body = event.body(seq)
+            previous = link(previous, leaf_hash(body))
+            added.append((seq, body, previous))
+        self._rows.extend(added)
+        return [row[0] for row in added]
+
+    def size(self) -> int:
+        with self._lock:
+            return len(self._rows)
+
+    def rows(self, start: int = 1, stop: int | None = None) -> Iterator[Row]:
+        with self._lock:
+            chosen = self._rows[max(start, 1) - 1 : stop]
+        yield from chosen
+
+    def checkpoints(self) -> list[Checkpoint]:
+        with self._lock:
+            return [self._checkpoints[size][0] for size in sorted(self._checkpoints)]
+
+    def latest(self) -> tuple[Checkpoint, Frontier] | None:
+        with self._lock:
+            if not self._checkpoints:
+                return None
+            checkpoint, frontier = self._checkpoints[max(self._checkpoints)]
+            return checkpoint, frontier.copy()
+
+    def add_checkpoint(self, checkpoint: Checkpoint, frontier: Frontier) -> bool:
+        with self._lock:
+            if checkpoint.size in self._checkpoints:
+                return False
+            self._checkpoints[checkpoint.size] = (checkpoint, frontier.copy())
+            return True
 
 
 def _copy(decision: Decision | None) -> Decision | None:
@@ -207,3 +290,4 @@ if TYPE_CHECKING:
     _intent_store: type[IntentStore] = InMemoryIntentStore
     _breaker_store: type[BreakerStore] = InMemoryIntentStore
     _policy_history: type[PolicyHistory] = InMemoryIntentStore
+    _audit_store: type[AuditStore] = InMemoryAuditStore
