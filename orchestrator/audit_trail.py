@@ -104,6 +104,17 @@ def breaker_changed(before: BreakerState | None, after: BreakerState, *, at: dat
     )
 
 
+def pruned(intent_ids: list[str], *, before: datetime, at: datetime) -> AuditEvent:
+    """Retention removed these intents' payloads (their entries and digests stay)."""
+    return AuditEvent(
+        action="retention.pruned",
+        actor=ORCHESTRATOR,
+        at=at,
+        subject=f"intents:{len(intent_ids)} decided before {before.isoformat(timespec='seconds')}",
+        digest=digest(sorted(intent_ids)),
+    )
+
+
 def policy_changed(change: PolicyChange) -> AuditEvent:
     return AuditEvent(
         action="policy.changed",

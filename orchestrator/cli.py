@@ -160,8 +160,14 @@ def _print_decision(decision: Decision) -> None:
 # -- intents -------------------------------------------------------------------------
 
 
-def parse_since(text: str, *, now: datetime) -> datetime:
-    """A duration ago (``10m``) or an ISO timestamp (naive means UTC)."""
+if TYPE_CHECKING:
+    from orchestrator.blame import BlameLine, FieldPath, Landed
+    from orchestrator.intent import ResourceKey
+    from orchestrator.ports import IntentStore
+
+
+def parse_since(text: str, *, now: datetime, option: str = "--since") -> datetime:
+    """A duration ago (``10m``) or an ISO timestamp (naive means UTC); errors name ``option``."""
     from orchestrator.settings import parse_duration
 
     try:
@@ -172,9 +178,45 @@ def parse_since(text: str, *, now: datetime) -> datetime:
         at = datetime.fromisoformat(text)
     except ValueError as exc:
         raise BadInput(
-            f"--since {text!r}: use a duration such as 10m or a timestamp such as 2026-01-31T12:00"
+            f"{option} {text!r}: use a duration such as 10m or a timestamp such as 2026-01-31T12:00"
         ) from exc
     return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+#: What a cursor says inside its base64: the sequence number of the last intent shown.
+#: Opaque to users, so the encoding may change (a new prefix) without breaking scripts
+#: that only pass back what they were given.
+_CURSOR_PREFIX = "apx-seq:"
+
+
+def encode_cursor(seq: int) -> str:
+    """The ``--cursor`` for the page after the one whose last (oldest) intent has ``seq``."""
+    import base64
+
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> int:
+    import base64
+    import binascii
+
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raw = ""
+    digits = raw.removeprefix(_CURSOR_PREFIX)
+    if not raw.startswith(_CURSOR_PREFIX) or not digits.isdigit() or int(digits) < 1:
+        raise BadInput(f"--cursor {text!r}: not a cursor printed by `apx intents list`")
+    return int(digits)
+
+
+def _resource_key(text: str, what: str) -> ResourceKey:
+    from orchestrator.intent import ResourceKey
+
+    try:
+        return ResourceKey.parse(text)
+    except ValueError as exc:
+        raise BadInput(f"{what}: {exc}") from None
 
 
 @intents_app.command("list")
@@ -185,37 +227,51 @@ def intents_list(
     tenant: Annotated[str | None, typer.Option(help="For this tenant.")] = None,
     target: Annotated[str | None, typer.Option(help="Changing this resource (KIND/NAME).")] = None,
     trace: Annotated[str | None, typer.Option(help="With this trace id.")] = None,
+    caused_by: Annotated[
+        str | None, typer.Option("--caused-by", help="Caused by this intent (its children).")
+    ] = None,
+    reason: Annotated[
+        str | None, typer.Option(help="With a reason containing this text (case-insensitive).")
+    ] = None,
     since: Annotated[str | None, typer.Option(help="Received since (10m, 2h, or a timestamp).")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Received before (10m ago, 2h ago, or a timestamp).")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000, help="At most this many, newest first.")] = 100,
+    cursor: Annotated[
+        str | None, typer.Option(help="Continue after the last page (printed as 'apx: more: --cursor …').")
+    ] = None,
     output: Annotated[Output, typer.Option("-o", "--output", help="table, json or csv.")] = Output.table,
     home: HomeOption = None,
 ) -> None:
-    """List intents, newest first."""
+    """List intents, newest first, a page at a time."""
     from orchestrator.decision import Status
-    from orchestrator.intent import ResourceKey
     from orchestrator.records import IntentQuery
 
     try:
         wanted = Status(status) if status else None
     except ValueError:
         raise BadInput(f"--status {status!r}: use one of {', '.join(s.value for s in Status)}") from None
-    if target:
-        try:
-            target = str(ResourceKey.parse(target))
-        except ValueError as exc:
-            raise BadInput(f"--target: {exc}") from None
-    application = _app(home)
+    now = datetime.now(UTC)
     query = IntentQuery(
         agent=agent,
         status=wanted,
         environment=env,
         tenant=tenant,
-        target=target,
+        target=str(_resource_key(target, "--target")) if target else None,
         trace_id=trace,
-        since=parse_since(since, now=datetime.now(UTC)) if since else None,
-        limit=limit,
+        caused_by=caused_by,
+        reason=reason,
+        since=parse_since(since, now=now) if since else None,
+        until=parse_since(until, now=now, option="--until") if until else None,
+        before_seq=decode_cursor(cursor) if cursor is not None else None,
+        # One more than shown: whether there is a next page, without counting.
+        limit=limit + 1,
     )
-    rows = [_row(v) for v in application.store.query(query)]
+    application = _app(home)
+    views = application.store.query(query)
+    more = f"apx: more: --cursor {encode_cursor(views[limit - 1].seq)}" if len(views) > limit else None
+    rows = [_row(v) for v in views[:limit]]
     if output is Output.json:
         _out(json.dumps(rows, indent=2))
     elif output is Output.csv:
@@ -224,6 +280,12 @@ def intents_list(
         writer.writerows(rows)
     else:
         _table(rows)
+        if more:
+            _out(more)
+        return
+    if more:
+        # stdout stays exactly the JSON array or CSV that scripts parse.
+        typer.echo(more, err=True)
 
 
 _ROW_FIELDS = ("id", "received_at", "status", "agent", "tenant", "environment", "targets", "reason", "ref")
@@ -259,18 +321,26 @@ def _table(rows: list[dict[str, Any]]) -> None:
         _out("no intents match")
 
 
+#: How far ``show`` follows ``caused_by`` upward, and how many children it lists:
+#: a loop of agents can make long chains, and the rest is one ``--caused-by`` away.
+_MAX_PARENTS = 50
+_MAX_CHILDREN = 50
+
+
 @intents_app.command("show")
 def intents_show(
     intent_id: Annotated[str, typer.Argument(metavar="ID", help="The intent id.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
     home: HomeOption = None,
 ) -> None:
-    """Show one intent: the intent, its timeline, checks, commit or PR."""
+    """Show one intent: the intent, its timeline, checks, blast radius, commit or PR, causes and effects."""
     application = _app(home)
     view = application.store.get(intent_id)
     if view is None:
         raise NotFound(f"no intent {intent_id!r}")
     record = view.record
+    parents, children, more_children = _lineage(application.store, view)
+    radius = view.decision.blast_radius if view.decision else None
     if as_json:
         _out(
             json.dumps(
@@ -285,6 +355,9 @@ def intents_show(
                         for e in view.events
                     ],
                     "decision": view.decision.model_dump(mode="json") if view.decision else None,
+                    "blast_radius": radius,
+                    "parents": parents,
+                    "children": children,
                 },
                 indent=2,
             )
@@ -295,12 +368,24 @@ def intents_show(
     _out(f"intent {record.id}  ({view.status.value})")
     _out(f"  agent: {record.agent}   tenant: {record.tenant}   environment: {record.environment}")
     _out(f"  trace: {record.trace_id}   base revision: {record.base_revision[:12]}")
-    if record.caused_by:
-        _out(f"  caused by: {record.caused_by}")
+    if parents:
+        _out("caused by (nearest first):")
+        for parent in parents:
+            _out(f"  {_brief_text(parent)}")
+    if children:
+        _out("caused (oldest first):")
+        for child in children:
+            _out(f"  {_brief_text(child)}")
+        if more_children:
+            _out(f"  … and more: apx intents list --caused-by {record.id}")
     _out("timeline:")
     for event in view.events:
         tail = f"  {event.reasons[0]}" if event.reasons else ""
         _out(f"  {event.at.isoformat(timespec='milliseconds')}  {event.status.value}{tail}")
+    if radius:
+        _out("blast radius:")
+        for line in _blast_lines(radius):
+            _out(f"  {line}")
     if view.decision:
         _print_decision(view.decision)
         for path, diff in view.decision.diff.items():
@@ -308,6 +393,67 @@ def intents_show(
             _out(diff.rstrip("\n"))
     _out("intent:")
     _out(yaml.safe_dump(record.document, sort_keys=False).rstrip("\n"))
+
+
+def _lineage(store: IntentStore, view: IntentView) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+    """(parents nearest first, children oldest first, whether there are more children).
+
+    A parent that is not in the log (another installation's id, a typo in
+    ``causedBy``) is listed with no agent or status, and ends the chain; a
+    chain that loops back on itself ends where it would repeat.
+    """
+    from orchestrator.records import IntentQuery
+
+    parents: list[dict[str, Any]] = []
+    seen = {view.record.id}
+    parent_id = view.record.caused_by
+    while parent_id and parent_id not in seen and len(parents) < _MAX_PARENTS:
+        seen.add(parent_id)
+        parent = store.get(parent_id)
+        parents.append(_brief(parent_id, parent))
+        parent_id = parent.record.caused_by if parent else None
+    found = store.query(IntentQuery(caused_by=view.record.id, limit=_MAX_CHILDREN + 1))
+    children = [_brief(v.record.id, v) for v in reversed(found[:_MAX_CHILDREN])]
+    return parents, children, len(found) > _MAX_CHILDREN
+
+
+def _brief(intent_id: str, view: IntentView | None) -> dict[str, Any]:
+    if view is None:
+        return {"id": intent_id, "agent": None, "status": None, "received_at": None}
+    return {
+        "id": intent_id,
+        "agent": view.record.agent,
+        "status": view.status.value,
+        "received_at": view.record.received_at.isoformat(timespec="seconds"),
+    }
+
+
+def _brief_text(brief: dict[str, Any]) -> str:
+    if brief["status"] is None:
+        return f"{brief['id']}  (not in the intent log)"
+    return f"{brief['id']}  {brief['agent']}  {brief['status']}  {brief['received_at']}"
+
+
+def _blast_lines(radius: dict[str, Any]) -> list[str]:
+    """The decision's blast radius, one line per fact, whatever keys this version of apx recorded."""
+    lines = []
+    for key, value in radius.items():
+        if isinstance(value, dict):
+            lines.append(f"{key}: " + ", ".join(f"{k}={_compact(v)}" for k, v in value.items()))
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            lines.append(f"{key}:")
+            lines += ["  " + ", ".join(f"{k}={_compact(v)}" for k, v in item.items()) for item in value]
+        else:
+            lines.append(f"{key}: {_compact(value)}")
+    return lines
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return ", ".join(_compact(v) if isinstance(v, float) else str(v) for v in value) or "-"
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 @intents_app.command("replay")
@@ -364,6 +510,181 @@ def _check_text(check: Any) -> str:
         return "(not run)"
     state = "pass" if check.passed else "FAIL"
     return f"{state} {'; '.join(check.messages)}" if check.messages else state
+
+
+class BlameOutput(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@intents_app.command("blame")
+def intents_blame(
+    resource: Annotated[
+        str, typer.Argument(metavar="KIND/NAME", help="The resource, e.g. WorkerPool/checkout.")
+    ],
+    field: Annotated[
+        str | None,
+        typer.Option(help="Only this field, e.g. spec.replicas or spec.plans[0].rateLimit.rps."),
+    ] = None,
+    env: Annotated[str | None, typer.Option("--env", help="Only in this environment.")] = None,
+    output: Annotated[BlameOutput, typer.Option("-o", "--output", help="table or json.")] = BlameOutput.table,
+    home: HomeOption = None,
+) -> None:
+    """Which intents changed a resource (or one field of it) over time, oldest first,
+    and where agents fought over a value (A→B→A)."""
+    from orchestrator.blame import blame, parse_field_path
+
+    key = _resource_key(resource, "KIND/NAME")
+    path: FieldPath | None = None
+    if field is not None:
+        try:
+            path = parse_field_path(field)
+        except ValueError as exc:
+            raise BadInput(f"--field: {exc}") from None
+    application = _app(home)
+    if env is not None and env not in application.settings.environments:
+        known = ", ".join(application.settings.environments)
+        raise BadInput(f"--env {env!r}: not an environment in apx.yaml ({known})")
+    lines = blame(_landed(application, key, env), path=path)
+    if output is BlameOutput.json:
+        _out(json.dumps([_blame_row(line, field=field is not None) for line in lines], indent=2))
+        return
+    if not lines:
+        what = f"{field} of {key}" if field else str(key)
+        _out(f"no landed intent changed {what}" + (f" in {env}" if env else ""))
+        return
+    _blame_table(lines, key=key, field=field)
+
+
+def _landed(application: App, key: ResourceKey, env: str | None) -> list[Landed]:
+    """Every intent whose commit is on an environment branch and targets ``key``, with the
+    resource's text at its commit and at the commit's parent (what it changed)."""
+    from orchestrator.blame import LANDED, Landed
+    from orchestrator.errors import RepoError
+    from orchestrator.records import IntentQuery
+
+    views: list[IntentView] = []
+    for status in sorted(LANDED):
+        before_seq: int | None = None
+        while True:
+            page = application.store.query(
+                IntentQuery(target=str(key), environment=env, status=status, before_seq=before_seq, limit=500)
+            )
+            views += page
+            if len(page) < 500:
+                break
+            before_seq = page[-1].seq
+    repo = application.repo
+    out: list[Landed] = []
+    for view in sorted(views, key=lambda v: v.seq):
+        decision = view.decision
+        if decision is None or decision.commit is None:
+            continue
+        try:
+            parent = repo.parent(decision.commit)
+            before = repo.read(parent).files.get(key.path) if parent else None
+            after = repo.read(decision.commit).files.get(key.path)
+            missing = False
+        except RepoError:  # e.g. a commit lost to a force-push: show the gap, not an error
+            before = after = None
+            missing = True
+        out.append(
+            Landed(
+                intent_id=view.record.id,
+                agent=view.record.agent,
+                status=view.status,
+                environment=view.record.environment,
+                at=decision.decided_at or view.record.received_at,
+                commit=decision.commit,
+                before=before,
+                after=after,
+                missing=missing,
+            )
+        )
+    return out
+
+
+def _value_text(value: Any, width: int = 40) -> str:
+    from orchestrator.blame import ABSENT
+
+    if value is ABSENT:
+        return "(absent)"
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _json_value(value: Any) -> Any:
+    from orchestrator.blame import ABSENT
+
+    return None if value is ABSENT else value
+
+
+def _blame_row(line: BlameLine, *, field: bool) -> dict[str, Any]:
+    landed = line.landed
+    row: dict[str, Any] = {
+        "at": landed.at.isoformat(),
+        "intent_id": landed.intent_id,
+        "agent": landed.agent,
+        "status": landed.status.value,
+        "environment": landed.environment,
+        "commit": landed.commit,
+        "missing": landed.missing,
+        "changes": [
+            {"field": c.field, "before": _json_value(c.before), "after": _json_value(c.after)}
+            for c in line.changes
+        ],
+        "fights": [
+            {"field": f.field, "value": _json_value(f.value), "undoes": f.undoes, "agent": f.agent}
+            for f in line.fights
+        ],
+    }
+    if field:
+        change = line.changes[0] if line.changes else None
+        row["before"] = _json_value(change.before) if change else None
+        row["after"] = _json_value(change.after) if change else None
+        row["fight"] = row["fights"][0] if row["fights"] else None
+    return row
+
+
+def _blame_table(lines: list[BlameLine], *, key: ResourceKey, field: str | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{key}" + (f"  {field}" if field else ""), title_justify="left")
+    for name in ("time", "intent", "agent", "status", "env", "commit", "old → new" if field else "changes"):
+        table.add_column(name, overflow="fold")
+    table.add_column("fight", overflow="fold", max_width=60)
+    fights = 0
+    for line in lines:
+        landed = line.landed
+        if landed.missing:
+            change = "(commit not in the config repo)"
+        else:
+            shown = [
+                f"{'' if field else c.field + ' '}{_value_text(c.before)} → {_value_text(c.after)}"
+                for c in line.changes[:5]
+            ]
+            extra = len(line.changes) - len(shown)
+            change = "\n".join(shown + ([f"(+{extra} more)"] if extra > 0 else []))
+        fight = "\n".join(
+            f"FIGHT: {landed.agent} sets {f.field} back to {_value_text(f.value)}, "
+            f"undoing {f.agent} ({f.undoes})"
+            for f in line.fights
+        )
+        fights += bool(line.fights)
+        table.add_row(
+            landed.at.isoformat(timespec="seconds"),
+            landed.intent_id,
+            landed.agent,
+            landed.status.value,
+            landed.environment,
+            landed.commit[:12],
+            change,
+            fight,
+        )
+    Console(width=200).print(table)
+    if fights:
+        _out(f"{fights} change(s) set a value back that another agent had changed: agents are fighting")
 
 
 # -- policy and schema ---------------------------------------------------------------
@@ -637,6 +958,32 @@ def audit_export(
         with output.open("w", encoding="utf-8") as out:
             count = application.audit.export(out, start=start)
         _out(f"wrote {count} entries to {output}")
+
+
+@intents_app.command("prune")
+def intents_prune(
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than", help="Prune payloads of intents decided longer ago (default: retention.payloads)."
+        ),
+    ] = None,
+    home: HomeOption = None,
+) -> None:
+    """Run retention now: prune old intents' payloads, keeping their rows, digests and audit entries."""
+    from orchestrator.scheduler import prune_payloads
+    from orchestrator.settings import format_duration, parse_duration
+
+    application = _app(home)
+    try:
+        keep = parse_duration(older_than) if older_than else application.settings.retention.payloads
+    except ValueError as exc:
+        raise BadInput(f"--older-than: {exc}") from exc
+    if keep is None:
+        _out("retention.payloads is null: payloads are kept forever (use --older-than to prune anyway)")
+        return
+    pruned = prune_payloads(application, older_than=keep)
+    _out(f"pruned the payloads of {pruned} intents decided more than {format_duration(keep)} ago")
 
 
 @audit_app.command("checkpoint")

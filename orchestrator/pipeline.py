@@ -531,6 +531,11 @@ class Orchestrator:
         view = self._store.get(intent_id)
         if view is None:
             raise NotFound(f"no intent {intent_id!r}")
+        if view.pruned_at is not None:
+            raise BadInput(
+                f"intent {intent_id}'s payload was pruned by retention at {view.pruned_at.isoformat()}; "
+                f"only its decision and digest ({view.payload_digest}) remain, so it cannot be replayed"
+            )
         recorded = view.decision or self._decision(view.record, status=view.status, reasons=[])
         revision = recorded.revision or view.record.base_revision
         state = self._graph.invoke({"view": view, "head": revision, "dry_run": True})

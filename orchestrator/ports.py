@@ -69,6 +69,12 @@ class IntentStore(Protocol):
         """Intents in ``environment`` still ``queued``, in arrival (sequence) order."""
         ...
 
+    def prune_payloads(self, *, before: datetime, at: datetime, batch: int = 500) -> int:
+        """Retention: replace the document, diff and rollback recipe of intents decided
+        before ``before`` (pending ones never) with a stub, keeping everything else
+        and every audit entry; one ``retention.pruned`` entry per batch. How many."""
+        ...
+
 
 class BreakerStore(Protocol):
     def breaker(self, *, tenant: str, environment: str) -> BreakerState | None: ...

@@ -51,6 +51,10 @@ class IntentView:
     status: Status
     decision: Decision | None
     events: tuple[Event, ...] = field(default=())
+    #: ``sha256:`` of the document as received (the audit log holds the same).
+    payload_digest: str | None = None
+    #: Set once retention pruned the document, diff and rollback recipe.
+    pruned_at: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -165,6 +169,18 @@ def plain_json(value: dict[str, Any], what: str) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise StorageError(f"could not {what}: the document is not plain JSON ({exc})") from exc
     return copied
+
+
+#: What an intent's document becomes once retention prunes it.
+PRUNED_DOCUMENT: dict[str, Any] = {"pruned": True}
+
+
+def pruned_decision(decision: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A stored decision without its payload: the diff and the rollback recipe (inverse changes) go;
+    status, reasons, checks, blast radius, policy version, commit and PR stay."""
+    if decision is None:
+        return None
+    return {**decision, "diff": {}, "rollback": None}
 
 
 def not_pending(intent_id: str, current: Status | None) -> ApxError:

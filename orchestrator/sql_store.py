@@ -74,6 +74,7 @@ from orchestrator.clock import Clock, SystemClock
 from orchestrator.decision import PENDING, Decision, PullRequestRef, Status
 from orchestrator.errors import StorageError
 from orchestrator.records import (
+    PRUNED_DOCUMENT,
     BreakerState,
     Event,
     IntentQuery,
@@ -83,6 +84,7 @@ from orchestrator.records import (
     RecentIntent,
     not_pending,
     plain_json,
+    pruned_decision,
     utc,
     utc_or_none,
 )
@@ -137,6 +139,7 @@ class IntentRow(SQLModel, table=True):
         Index("ix_intents_status", "status"),
         Index("ix_intents_tenant", "tenant"),
         Index("ix_intents_trace_id", "trace_id"),
+        Index("ix_intents_pruned_at_decided_at", "pruned_at", "decided_at"),
         UniqueConstraint("id", name="uq_intents_id"),
         {"sqlite_autoincrement": True},
     )
@@ -504,6 +507,37 @@ class SqlIntentStore:
             append_in(conn, [audit_trail.policy_changed(change)])
         return True
 
+    # -- retention -----------------------------------------------------------
+
+    def prune_payloads(self, *, before: datetime, at: datetime, batch: int = 500) -> int:
+        c = _intents.c
+        stmt = (
+            select(c.id, c.decision)
+            .where(
+                c.pruned_at.is_(None),
+                c.decided_at < utc(before),
+                c.status.not_in([s.value for s in PENDING]),
+            )
+            .order_by(c.decided_at)
+            .limit(batch)
+        )
+        pruned = 0
+        while True:
+            with self._transaction("prune intent payloads", write=True) as conn:
+                rows = conn.execute(stmt).all()
+                if not rows:
+                    return pruned
+                for intent_id, decided in rows:
+                    conn.execute(
+                        _intents.update()
+                        .where(c.id == intent_id)
+                        .values(
+                            document=PRUNED_DOCUMENT, decision=pruned_decision(decided), pruned_at=utc(at)
+                        )
+                    )
+                append_in(conn, [audit_trail.pruned([r.id for r in rows], before=utc(before), at=utc(at))])
+            pruned += len(rows)
+
     # -- AuditStore ----------------------------------------------------------
 
     @property
@@ -566,6 +600,8 @@ class SqlIntentStore:
                 status=Status(r.status),
                 decision=None if r.decision is None else Decision.model_validate(r.decision),
                 events=tuple(events.get(r.id, ())),
+                payload_digest=r.payload_digest,
+                pruned_at=r.pruned_at,
             )
             for r in rows
         ]

@@ -24,6 +24,7 @@ from orchestrator.clock import Clock, SystemClock
 from orchestrator.decision import PENDING, Decision, PullRequestRef, Status
 from orchestrator.errors import StorageError
 from orchestrator.records import (
+    PRUNED_DOCUMENT,
     BreakerState,
     Event,
     IntentQuery,
@@ -33,6 +34,7 @@ from orchestrator.records import (
     RecentIntent,
     not_pending,
     plain_json,
+    pruned_decision,
     utc,
     utc_or_none,
 )
@@ -100,7 +102,12 @@ class InMemoryIntentStore:
                 raise _storage_error(f"record intent {record.id}", "intent id already recorded")
             seq = len(self._views) + 1
             self._views[record.id] = IntentView(
-                seq=seq, record=stored, status=status, decision=_copy(decision), events=tuple(events)
+                seq=seq,
+                record=stored,
+                status=status,
+                decision=_copy(decision),
+                events=tuple(events),
+                payload_digest=audited[0].digest,
             )
             if breaker is not None:
                 audited.extend(self._save_breaker_locked(breaker, at=at))
@@ -183,6 +190,34 @@ class InMemoryIntentStore:
                 for v in self._views.values()
                 if v.record.environment == environment and v.status is Status.QUEUED
             ]
+
+    def prune_payloads(self, *, before: datetime, at: datetime, batch: int = 500) -> int:
+        before, at = utc(before), utc(at)
+        pruned = 0
+        with self._lock:
+            due = [
+                v
+                for v in self._views.values()
+                if v.pruned_at is None and v.status not in PENDING and v.events[-1].at < before
+            ]
+            due.sort(key=lambda v: v.events[-1].at)
+            for start in range(0, len(due), batch):
+                chunk = due[start : start + batch]
+                for v in chunk:
+                    stored = pruned_decision(
+                        None if v.decision is None else v.decision.model_dump(mode="json")
+                    )
+                    self._views[v.record.id] = replace(
+                        v,
+                        record=replace(v.record, document=dict(PRUNED_DOCUMENT)),
+                        decision=None if stored is None else Decision.model_validate(stored),
+                        pruned_at=at,
+                    )
+                self.audit.append_locked(
+                    [audit_trail.pruned([v.record.id for v in chunk], before=before, at=at)]
+                )
+                pruned += len(chunk)
+        return pruned
 
     # -- BreakerStore --------------------------------------------------------
 

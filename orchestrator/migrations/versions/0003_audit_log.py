@@ -37,6 +37,7 @@ def upgrade() -> None:
     with op.batch_alter_table("intents") as batch:
         batch.add_column(sa.Column("payload_digest", sa.String(80), nullable=True))
         batch.add_column(sa.Column("pruned_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_index("ix_intents_pruned_at_decided_at", "intents", ["pruned_at", "decided_at"])
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
             """
@@ -70,6 +71,7 @@ def downgrade() -> None:
         op.drop_table(table)
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP FUNCTION apx_audit_append_only()")
+    op.drop_index("ix_intents_pruned_at_decided_at", "intents")
     with op.batch_alter_table("intents") as batch:
         batch.drop_column("pruned_at")
         batch.drop_column("payload_digest")

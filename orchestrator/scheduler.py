@@ -1,0 +1,72 @@
+"""Periodic work: retention and audit checkpoints, on APScheduler.
+
+``apx serve`` starts :func:`build_scheduler`'s scheduler beside the API; the
+CLI runs the same jobs once (``apx retention prune``, ``apx audit checkpoint``).
+Each job is a plain function of the :class:`~orchestrator.bootstrap.App`, so a
+test can run it directly and the scheduler only decides *when*.
+
+Jobs never overlap themselves (``max_instances=1``) and missed runs collapse
+into one (``coalesce``): after a pause there is one prune, not a backlog. A
+job that fails is logged and runs again at its next time; nothing else stops.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta
+from typing import TYPE_CHECKING
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from orchestrator import logs
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.base import BaseScheduler
+
+    from orchestrator.bootstrap import App
+
+log = logs.get_logger("apx.scheduler")
+
+
+def prune_payloads(app: App, *, older_than: timedelta | None = None) -> int:
+    """Retention: prune the payloads of intents decided longer ago than ``older_than``
+    (default ``retention.payloads``; None there means keep them forever)."""
+    keep = older_than or app.settings.retention.payloads
+    if keep is None:
+        return 0
+    now = app.clock.now()
+    pruned = app.store.prune_payloads(before=now - keep, at=now)
+    if pruned:
+        log.info("retention.pruned", intents=pruned, older_than=str(keep))
+    app.audit.checkpoint()
+    return pruned
+
+
+def checkpoint_audit(app: App) -> None:
+    """Sign an audit checkpoint if N entries or T seconds have passed since the last."""
+    made = app.audit.checkpoint()
+    if made is not None:
+        log.info("audit.checkpoint", size=made.size, root=made.root.hex())
+
+
+def build_scheduler(app: App, *, scheduler: BaseScheduler | None = None) -> BaseScheduler:
+    """A scheduler (not started) holding the control plane's periodic jobs."""
+    scheduler = scheduler or BackgroundScheduler(timezone=UTC)
+    common = {"max_instances": 1, "coalesce": True, "replace_existing": True}
+    scheduler.add_job(
+        prune_payloads,
+        IntervalTrigger(seconds=app.settings.retention.every.total_seconds(), timezone=UTC),
+        args=[app],
+        id="retention",
+        name="prune intent payloads past retention",
+        **common,
+    )
+    scheduler.add_job(
+        checkpoint_audit,
+        IntervalTrigger(seconds=app.settings.audit.checkpoint_interval.total_seconds(), timezone=UTC),
+        args=[app],
+        id="audit-checkpoint",
+        name="sign an audit checkpoint when due",
+        **common,
+    )
+    return scheduler
