@@ -37,6 +37,9 @@ HELD = frozenset({Status.DUPLICATE, Status.RATE_LIMITED, Status.CIRCUIT_OPEN})
 ADMITTED = frozenset({Status.QUEUED, Status.APPLIED, Status.PR_OPEN, Status.APPROVED, Status.MERGED})
 #: Still waiting for the pipeline to decide.
 PENDING = frozenset({Status.RECEIVED, Status.QUEUED})
+#: Not done yet: still to be decided, or a PR still to be reviewed or merged.
+#: Retention never prunes these, however old.
+OPEN = PENDING | {Status.PR_OPEN, Status.APPROVED}
 
 EXIT_OK, EXIT_REJECTED, EXIT_BAD_INPUT, EXIT_HELD, EXIT_INTERNAL = 0, 1, 2, 3, 4
 EXIT_CODES: dict[Status, int] = {

@@ -71,8 +71,9 @@ class IntentStore(Protocol):
 
     def prune_payloads(self, *, before: datetime, at: datetime, batch: int = 500) -> int:
         """Retention: replace the document, diff and rollback recipe of intents decided
-        before ``before`` (pending ones never) with a stub, keeping everything else
-        and every audit entry; one ``retention.pruned`` entry per batch. How many."""
+        before ``before`` with a stub, keeping everything else and every audit entry;
+        never one still open (pending, or a PR not yet merged). One ``retention.pruned``
+        audit entry per batch of ``batch``. Returns how many were pruned."""
         ...
 
 

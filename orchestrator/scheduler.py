@@ -31,7 +31,7 @@ log = logs.get_logger("apx.scheduler")
 def prune_payloads(app: App, *, older_than: timedelta | None = None) -> int:
     """Retention: prune the payloads of intents decided longer ago than ``older_than``
     (default ``retention.payloads``; None there means keep them forever)."""
-    keep = older_than or app.settings.retention.payloads
+    keep = older_than if older_than is not None else app.settings.retention.payloads
     if keep is None:
         return 0
     now = app.clock.now()

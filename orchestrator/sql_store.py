@@ -71,7 +71,7 @@ from audit.entry import AuditEvent
 from audit.sql import SqlAuditStore, append_in
 from orchestrator import audit_trail
 from orchestrator.clock import Clock, SystemClock
-from orchestrator.decision import PENDING, Decision, PullRequestRef, Status
+from orchestrator.decision import OPEN, PENDING, Decision, PullRequestRef, Status
 from orchestrator.errors import StorageError
 from orchestrator.records import (
     PRUNED_DOCUMENT,
@@ -516,7 +516,7 @@ class SqlIntentStore:
             .where(
                 c.pruned_at.is_(None),
                 c.decided_at < utc(before),
-                c.status.not_in([s.value for s in PENDING]),
+                c.status.not_in([s.value for s in OPEN]),
             )
             .order_by(c.decided_at)
             .limit(batch)

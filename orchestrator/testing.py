@@ -21,7 +21,7 @@ from audit.entry import AuditEvent
 from audit.hashing import GENESIS, Frontier, leaf_hash, link
 from orchestrator import audit_trail
 from orchestrator.clock import Clock, SystemClock
-from orchestrator.decision import PENDING, Decision, PullRequestRef, Status
+from orchestrator.decision import OPEN, PENDING, Decision, PullRequestRef, Status
 from orchestrator.errors import StorageError
 from orchestrator.records import (
     PRUNED_DOCUMENT,
@@ -198,7 +198,7 @@ class InMemoryIntentStore:
             due = [
                 v
                 for v in self._views.values()
-                if v.pruned_at is None and v.status not in PENDING and v.events[-1].at < before
+                if v.pruned_at is None and v.status not in OPEN and v.events[-1].at < before
             ]
             due.sort(key=lambda v: v.events[-1].at)
             for start in range(0, len(due), batch):

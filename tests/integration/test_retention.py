@@ -42,6 +42,9 @@ def test_payloads_older_than_the_cutoff_are_pruned_and_the_rest_stays(
     recent = decided(store, 2, timedelta(days=-10))
     waiting = record(3, at=T0 - timedelta(days=500))
     store.receive(waiting, status=Status.QUEUED, decision=None)
+    in_review = record(4, at=T0 - timedelta(days=500))
+    store.receive(in_review, status=Status.QUEUED, decision=None)
+    store.decide(decision(in_review, Status.PR_OPEN, decided_at=T0 - timedelta(days=500)))
     original_digest = digest(record(1, at=T0 - timedelta(days=400)).document)
     log = audit_log(store, tmp_path, clock)
     signed = log.checkpoint()
@@ -65,7 +68,7 @@ def test_payloads_older_than_the_cutoff_are_pruned_and_the_rest_stays(
     assert entries(store)[-1]["action"] == "retention.pruned"
     report = log.verify()
     assert report.ok and signed is not None and report.checkpoints == 1 and report.size == signed.size + 1
-    for untouched in (recent, waiting.id):
+    for untouched in (recent, waiting.id, in_review.id):
         kept = store.get(untouched)
         assert kept is not None and kept.pruned_at is None and kept.record.document["kind"] == "Intent"
     assert store.prune_payloads(before=T0 - timedelta(days=365), at=T0) == 0
