@@ -4,7 +4,8 @@ It makes a fresh home (SQLite, a local git repo), then plays a short story
 of agent intents against the seeded tenant and prints what happened to each:
 an applied dev change, a duplicate, a rate-limited retry, a rejection by
 schema, by reference and by Rego policy, a prod PR, two concurrent proposals sequenced into
-one apply and one conflict, and the circuit breaker tripping. Every intent is
+one apply and one conflict, and the circuit breaker tripping; then it checks
+the commit signatures and verifies the audit log. Every intent is
 a real submission through :class:`~orchestrator.pipeline.Orchestrator`.
 """
 
@@ -152,6 +153,17 @@ def run_demo(home: Path, *, echo: Callable[[str], None]) -> int:
         f"{'good signature' if verified.returncode == 0 else verified.stderr.strip()}"
     )
     ok &= verified.returncode == 0
+    app.audit.checkpoint(force=True)
+    report = app.audit.verify()
+    echo(
+        f"{'✓' if report.ok else '✗'} apx audit verify: "
+        + (
+            f"{report.size} entries, {report.checkpoints} signed checkpoints, root {report.root.hex()[:16]}…"
+            if report.finding is None
+            else report.finding.message
+        )
+    )
+    ok &= report.ok
     echo("")
-    echo(f"Home: {home}  ·  try: apx intents list --home {home}  ·  apx breakers list --home {home}")
+    echo(f"Home: {home}  ·  try: apx intents list --home {home}  ·  apx audit verify --home {home}")
     return 0 if ok else 1
