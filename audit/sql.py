@@ -99,11 +99,53 @@ class SqlAuditStore:
             return int(conn.execute(select(func.coalesce(func.max(_entries.c.seq), 0))).scalar_one())
 
     def rows(self, start: int = 1, stop: int | None = None) -> Iterator[Row]:
-        stmt = select(_entries.c.seq, _entries.c.body, _entries.c.link).where(_entries.c.seq >= start)
-        if stop is not None:
-            stmt = stmt.where(_entries.c.seq <= stop)
-        stmt = stmt.order_by(_entries.c.seq)
+        """Entries ``start`` ≤ seq ≤ ``stop``, ascending, read through the driver's own cursor.
+
+        Not through SQLAlchemy's rows: a ``Row`` and the binary result
+        processors per entry cost about as much as verifying the entry does,
+        and ``apx audit verify`` reads every row (``bench/audit.py``: a million
+        rows in ~0.8 s through the bare ``sqlite3`` cursor against ~3 s through
+        Core). On PostgreSQL the rows come in key-ordered pages (``seq > last …
+        LIMIT``) as binary results, all in one REPEATABLE READ transaction, so
+        every page is read from one snapshot as a single query's rows would be.
+        That is several times faster here than a server-side cursor over text
+        results, where every bytea arrives as hex to decode.
+        """
         with self._engine.connect() as conn:
+            raw: Any = conn.connection.driver_connection  # the sqlite3 or psycopg connection
+            if conn.dialect.name == "sqlite":
+                upper = "" if stop is None else " AND seq <= :stop"
+                cursor = raw.cursor()
+                try:
+                    cursor.execute(
+                        f"SELECT seq, body, link FROM audit_entries WHERE seq >= :start{upper} ORDER BY seq",
+                        {"start": start, "stop": stop},
+                    )
+                    yield from cursor
+                finally:
+                    cursor.close()
+                return
+            if conn.dialect.driver == "psycopg":
+                conn.execution_options(isolation_level="REPEATABLE READ")
+                upper = "" if stop is None else " AND seq <= %(stop)s"
+                page_sql = (
+                    f"SELECT seq, body, link FROM audit_entries WHERE seq > %(last)s{upper} "
+                    "ORDER BY seq LIMIT %(limit)s"
+                )
+                params = {"last": start - 1, "stop": stop, "limit": STREAM_BATCH}
+                with raw.cursor(binary=True) as cursor:
+                    while True:
+                        cursor.execute(page_sql, params)
+                        page = cursor.fetchall()
+                        yield from page
+                        if len(page) < STREAM_BATCH:
+                            return
+                        params["last"] = page[-1][0]
+            # Any other driver: SQLAlchemy Core, streamed.
+            stmt = select(_entries.c.seq, _entries.c.body, _entries.c.link).where(_entries.c.seq >= start)
+            if stop is not None:
+                stmt = stmt.where(_entries.c.seq <= stop)
+            stmt = stmt.order_by(_entries.c.seq)
             result = conn.execution_options(stream_results=True, yield_per=STREAM_BATCH).execute(stmt)
             for partition in result.partitions():
                 for seq, body, chain in partition:

@@ -18,7 +18,7 @@ from typing import Any
 from audit.entry import AuditEvent
 from orchestrator.canonical import canonical_json
 from orchestrator.decision import Decision, Status
-from orchestrator.records import BreakerState, IntentRecord, PolicyChange
+from orchestrator.records import BreakerState, CanaryWatch, IntentRecord, PolicyChange, Review
 
 #: The orchestrator itself, as an actor.
 ORCHESTRATOR = "apx"
@@ -101,6 +101,30 @@ def breaker_changed(before: BreakerState | None, after: BreakerState, *, at: dat
         environment=after.environment,
         subject=f"breaker:{after.tenant}/{after.environment}",
         digest=digest({"reason": after.reason, "open": after.open}),
+    )
+
+
+def reviewed(review: Review, *, intent_id: str, trace_id: str | None) -> AuditEvent:
+    """A human approved or rejected a PR, or its review request expired."""
+    return AuditEvent(
+        action=f"review.{review.verdict}",
+        actor=review.reviewer,
+        at=review.at,
+        intent_id=intent_id,
+        trace_id=trace_id,
+        subject=f"pr:{review.pr_id}@{review.head[:12]}",
+        digest=digest({"verdict": review.verdict, "head": review.head, "comment": review.comment}),
+    )
+
+
+def canary_settled(watch: CanaryWatch, *, verdict: str, reason: str, at: datetime) -> AuditEvent:
+    return AuditEvent(
+        action=f"canary.{verdict}",
+        actor=ORCHESTRATOR,
+        at=at,
+        intent_id=watch.intent_id,
+        environment=watch.environment,
+        digest=digest({"verdict": verdict, "reason": reason}),
     )
 
 

@@ -101,13 +101,18 @@ def _bad_path(text: str, position: int, what: str) -> str:
 
 
 def format_path(path: FieldPath) -> str:
-    """The inverse of :func:`parse_field_path`, in the form a user types."""
+    """The inverse of :func:`parse_field_path`, in the form a user types.
+
+    (A key holding ``]`` or both quote marks has no typed form; it is shown bracketed anyway.)
+    """
     out = ""
     for step in path:
         if isinstance(step, int):
             out += f"[{step}]"
         elif _KEY.fullmatch(step):
             out += f".{step}" if out else step
+        elif '"' in step:
+            out += f"['{step}']"
         else:
             out += f'["{step}"]'
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import shutil
 from collections.abc import Callable
+from contextlib import ExitStack
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 from orchestrator import logs
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.errors import HomeError
+from orchestrator.reactions import Reactions
 from orchestrator.records import PolicyChange
 from orchestrator.settings import Settings, load_settings
 from validators.base import Validator
@@ -25,8 +27,12 @@ from validators.schema import ReferenceValidator, SchemaValidator
 
 if TYPE_CHECKING:
     from audit.log import AuditLog
+    from orchestrator.canary import CanaryWatcher
+    from orchestrator.dataplane.metrics import MetricsStore
     from orchestrator.git_repo import GitConfigRepo
     from orchestrator.pipeline import Orchestrator
+    from orchestrator.ports import PrProvider
+    from orchestrator.review import ReviewFlow
     from orchestrator.sql_store import SqlIntentStore
 
 log = logs.get_logger("apx.bootstrap")
@@ -59,6 +65,8 @@ class App:
         self._notify = notify
         #: Things the operator must know (e.g. a refused policy bundle).
         self.notices: list[str] = []
+        self._resources = ExitStack()
+        self._reactions = Reactions(self)
 
     @cached_property
     def store(self) -> SqlIntentStore:
@@ -114,7 +122,57 @@ class App:
             validators=default_validators(secret_scan),
             policy=self.policy,
             secret_scan=secret_scan,
+            observers=[self._reactions],
         )
+
+    @cached_property
+    def provider(self) -> PrProvider:
+        from orchestrator.pr_providers import build_provider
+
+        return build_provider(self.settings.pr_provider, repo_path=self.settings.repo_path)
+
+    @cached_property
+    def reviews(self) -> ReviewFlow:
+        from orchestrator.review import ReviewFlow, checkpointer_for
+
+        checkpointer = self._resources.enter_context(
+            checkpointer_for(self.settings.database_url, self.settings.home)
+        )
+        return ReviewFlow(
+            orchestrator=self.orchestrator,
+            repo=self.repo,
+            store=self.store,
+            provider=self.provider,
+            checkpointer=checkpointer,
+            required=lambda env: max(1, self.settings.environments[env].approvals),
+            now=self.clock.now,
+            agents=self.store.agents,
+            on_change=self._reactions.pr_changed,
+        )
+
+    @cached_property
+    def metrics(self) -> MetricsStore:
+        from orchestrator.dataplane.sql import SqlMetricsStore
+
+        return self._resources.enter_context(SqlMetricsStore.open(self.settings.database_url))
+
+    @cached_property
+    def canary(self) -> CanaryWatcher:
+        from orchestrator.canary import CanaryWatcher
+
+        return CanaryWatcher(
+            settings=self.settings.canary,
+            store=self.store,
+            metrics=self.metrics,
+            orchestrator=self.orchestrator,
+            now=self.clock.now,
+        )
+
+    def close(self) -> None:
+        """Release what was opened (the review checkpointer's connection, the database pool)."""
+        self._resources.close()
+        if "store" in self.__dict__:
+            self.store.close()
 
 
 def build(

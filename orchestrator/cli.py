@@ -43,6 +43,14 @@ app.add_typer(policy_app, name="policy")
 audit_app = typer.Typer(help="Verify, prove and export the tamper-evident audit log.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
 app.add_typer(audit_app, name="audit")
+canary_app = typer.Typer(
+    help="Watch changes for error-rate regressions; roll them back.", no_args_is_help=True
+)
+app.add_typer(canary_app, name="canary")
+prs_app = typer.Typer(
+    help="Review prod PRs: list, show, approve (merges when approvals are met), reject.", no_args_is_help=True
+)
+app.add_typer(prs_app, name="prs")
 
 HomeOption = Annotated[
     Path | None,
@@ -205,7 +213,8 @@ def decode_cursor(text: str) -> int:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raw = ""
     digits = raw.removeprefix(_CURSOR_PREFIX)
-    if not raw.startswith(_CURSOR_PREFIX) or not digits.isdigit() or int(digits) < 1:
+    # A sequence number is a positive BIGINT; anything else was not printed by apx.
+    if not raw.startswith(_CURSOR_PREFIX) or not digits.isdigit() or not 1 <= int(digits) < 2**63:
         raise BadInput(f"--cursor {text!r}: not a cursor printed by `apx intents list`")
     return int(digits)
 
@@ -831,6 +840,232 @@ def breakers_reset(
     _out(f"{state.tenant}/{state.environment}: closed by {by}")
 
 
+# -- rollback ------------------------------------------------------------------------
+
+
+@app.command()
+def rollback(
+    intent_id: Annotated[str, typer.Argument(metavar="ID", help="The applied or merged intent to undo.")],
+    by: Annotated[str, typer.Option("--by", envvar="USER", help="Who asks for it (recorded).")],
+    reason: Annotated[str, typer.Option(help="Why (recorded in the rollback's rationale).")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decision as one JSON object.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Undo an applied or merged intent as a new signed commit (a PR in a pr environment).
+
+    Refused, with the reason, when later changes to the same fields make the revert unsafe.
+    """
+    application = _app(home)
+    decision = application.orchestrator.rollback(intent_id, by=by, reason=reason)
+    application.audit.checkpoint()
+    if as_json:
+        _out(decision.model_dump_json())
+    else:
+        _print_decision(decision)
+    raise typer.Exit(decision.exit_code)
+
+
+# -- canary --------------------------------------------------------------------------
+
+
+@canary_app.command("check")
+def canary_check(home: HomeOption = None) -> None:
+    """Judge open canary watches now; roll back a change whose error rate rose past the margin."""
+    application = _app(home)
+    settled = application.canary.check()
+    application.audit.checkpoint()
+    if not settled:
+        _out("no canary watch is due")
+    for watch, judgement in settled:
+        _out(f"{watch.intent_id} ({watch.environment}): {judgement.verdict}: {judgement.reason}")
+
+
+@canary_app.command("list")
+def canary_list(
+    status: Annotated[str | None, typer.Option(help="watching, passed, rolled_back, no_data.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Canary watches, oldest first."""
+    application = _app(home)
+    watches = application.store.canaries(status=status)
+    if not watches:
+        _out("no canary watches")
+    for w in watches:
+        tail = f": {w.reason}" if w.reason else ""
+        _out(
+            f"{w.intent_id}  {w.environment}  {w.status}  until {w.until.isoformat(timespec='seconds')}{tail}"
+        )
+
+
+# -- prs -----------------------------------------------------------------------------
+
+ByOption = Annotated[str, typer.Option("--by", envvar="USER", help="The human reviewer (recorded).")]
+
+
+@prs_app.command("list")
+def prs_list(
+    status: Annotated[str, typer.Option(help="open, merged, rejected, expired or all.")] = "open",
+    env: Annotated[str | None, typer.Option("--env", help="In this environment.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """PRs waiting for review (or with --status, the others), newest first."""
+    if status not in ("open", "merged", "rejected", "expired", "all"):
+        raise BadInput(f"--status {status!r}: use open, merged, rejected, expired or all")
+    application = _app(home)
+    application.reviews.expire_due()
+    prs = application.store.pull_requests(status=None if status == "all" else status, environment=env)
+    if as_json:
+        _out(json.dumps([_pr_json(application, pr) for pr in prs], indent=2))
+        return
+    if not prs:
+        _out(f"no {'' if status == 'all' else status + ' '}PRs")
+    for pr in prs:
+        record = pr.intent.record
+        needed = max(1, application.settings.environments[record.environment].approvals)
+        given = len(_approvals(pr))
+        due = (
+            f", expires {pr.expires_at.isoformat(timespec='minutes')}"
+            if pr.status == "open" and pr.expires_at
+            else ""
+        )
+        _out(
+            f"{pr.id}  {pr.status:<8} {record.environment}/{record.tenant}  {record.agent}  "
+            f"{' '.join(record.targets)}  approvals {given}/{needed}{due}"
+        )
+
+
+@prs_app.command("show")
+def prs_show(
+    ref: Annotated[str, typer.Argument(metavar="REF", help="The PR id or its intent's id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Everything a reviewer needs: diff, checks, blast radius, policy, rationale, causal chain, rollback."""
+    application = _app(home)
+    pr = application.store.pull_request(ref)
+    if pr is None:
+        raise NotFound(f"there is no PR {ref!r} (give the PR id or its intent's id)")
+    if as_json:
+        _out(json.dumps(_pr_json(application, pr), indent=2))
+        return
+    record, decision = pr.intent.record, pr.intent.decision
+    needed = max(1, application.settings.environments[record.environment].approvals)
+    _out(f"PR {pr.id}  ({pr.status})  {pr.branch} → {pr.base}  head {pr.head[:12]}")
+    _out(f"  intent {record.id} by {record.agent} for {record.tenant}  trace {record.trace_id}")
+    if pr.publication and pr.publication.get("url"):
+        _out(f"  review at: {pr.publication['url']}")
+    rationale = (record.document.get("spec") or {}).get("rationale")
+    if rationale:
+        _out(f"  rationale: {rationale}")
+    chain = _causal_chain(application, record.caused_by)
+    if chain:
+        _out("  caused by: " + " ← ".join(chain))
+    given = _approvals(pr)
+    _out(f"  approvals: {len(given)}/{needed}" + (f" ({', '.join(given)})" if given else ""))
+    if pr.status == "open" and pr.expires_at:
+        _out(f"  expires: {pr.expires_at.isoformat(timespec='seconds')} (then it counts as rejected)")
+    if pr.closed_reason:
+        _out(f"  closed: {pr.closed_reason}")
+    for review in pr.reviews:
+        note = f": {review.comment}" if review.comment else ""
+        _out(
+            f"  review {review.at.isoformat(timespec='seconds')} {review.reviewer} {review.verdict}"
+            f" @ {review.head[:12]}{note}"
+        )
+    if decision is not None:
+        _out(f"  policy: {decision.policy_version}")
+        if decision.blast_radius:
+            _out("  blast radius: " + ", ".join(f"{k}={v}" for k, v in decision.blast_radius.items() if v))
+        _print_decision(decision)
+        for path, diff in decision.diff.items():
+            _out(f"diff {path}:")
+            _out(diff.rstrip("\n"))
+
+
+@prs_app.command("approve")
+def prs_approve(
+    ref: Annotated[str, typer.Argument(metavar="REF", help="The PR id or its intent's id.")],
+    by: ByOption,
+    comment: Annotated[str, typer.Option(help="Why (recorded).")] = "",
+    home: HomeOption = None,
+) -> None:
+    """Approve a PR; once it has the approvals its environment needs, re-validate and merge it now."""
+    application = _app(home)
+    outcome = application.reviews.approve(ref, by=by, comment=comment)
+    application.audit.checkpoint()
+    _out(outcome.message)
+    raise typer.Exit(1 if outcome.result == "conflict" else 0)
+
+
+@prs_app.command("reject")
+def prs_reject(
+    ref: Annotated[str, typer.Argument(metavar="REF", help="The PR id or its intent's id.")],
+    by: ByOption,
+    comment: Annotated[str, typer.Option(help="Why (recorded, shown to the agent).")] = "",
+    home: HomeOption = None,
+) -> None:
+    """Reject a PR: it is closed and its intent becomes pr_rejected."""
+    application = _app(home)
+    outcome = application.reviews.reject(ref, by=by, comment=comment)
+    application.audit.checkpoint()
+    _out(outcome.message)
+
+
+def _approvals(pr: Any) -> list[str]:
+    from orchestrator.approvals import approvals_at
+
+    return approvals_at(pr.reviews, pr.head)
+
+
+def _causal_chain(application: App, caused_by: str | None) -> list[str]:
+    chain: list[str] = []
+    seen: set[str] = set()
+    while caused_by and caused_by not in seen and len(chain) < 20:
+        seen.add(caused_by)
+        parent = application.store.get(caused_by)
+        if parent is None:
+            chain.append(f"{caused_by} (not in the log)")
+            break
+        chain.append(f"{parent.record.id} ({parent.record.agent}, {parent.status.value})")
+        caused_by = parent.record.caused_by
+    return chain
+
+
+def _pr_json(application: App, pr: Any) -> dict[str, Any]:
+    record, decision = pr.intent.record, pr.intent.decision
+    return {
+        "id": pr.id,
+        "status": pr.status,
+        "intent_id": record.id,
+        "agent": record.agent,
+        "tenant": record.tenant,
+        "environment": record.environment,
+        "branch": pr.branch,
+        "base": pr.base,
+        "head": pr.head,
+        "created_at": pr.created_at.isoformat(),
+        "expires_at": pr.expires_at.isoformat() if pr.expires_at else None,
+        "approvals": _approvals(pr),
+        "required": max(1, application.settings.environments[record.environment].approvals),
+        "reviews": [
+            {
+                "reviewer": r.reviewer,
+                "verdict": r.verdict,
+                "head": r.head,
+                "at": r.at.isoformat(),
+                "comment": r.comment,
+            }
+            for r in pr.reviews
+        ],
+        "merge_commit": pr.merge_commit,
+        "closed_reason": pr.closed_reason,
+        "publication": pr.publication,
+        "caused_by": _causal_chain(application, record.caused_by),
+        "decision": decision.model_dump(mode="json") if decision else None,
+    }
+
+
 # -- audit ---------------------------------------------------------------------------
 
 KeyOption = Annotated[
@@ -998,6 +1233,190 @@ def audit_checkpoint(home: HomeOption = None) -> None:
     checkpoint = latest[0]
     verb = "signed" if made is not None else "already signed"
     _out(f"{verb}: {checkpoint.size} entries, root {checkpoint.root.hex()}, at {checkpoint.at.isoformat()}")
+
+
+# -- dataplane -----------------------------------------------------------------------
+
+dataplane_app = typer.Typer(
+    help="Run the reference data plane and read the metrics it publishes.", no_args_is_help=True
+)
+app.add_typer(dataplane_app, name="dataplane")
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from orchestrator.dataplane.metrics import PoolSummary
+    from orchestrator.dataplane.runner import TickReport
+
+
+class MetricsOutput(StrEnum):
+    table = "table"
+    json = "json"
+
+
+def _dataplane_environments(application: App, wanted: list[str] | None) -> dict[str, str]:
+    """environment → branch for ``--env`` (repeatable; default every configured environment)."""
+    from orchestrator.errors import UnknownEnvironment
+
+    configured = application.settings.environments
+    for env in wanted or []:
+        if env not in configured:
+            raise UnknownEnvironment(
+                f"--env {env!r}: not an environment in apx.yaml (configured: {', '.join(configured)})"
+            )
+    names = list(dict.fromkeys(wanted)) if wanted else list(configured)
+    return {env: application.settings.branch_of(env) for env in names}
+
+
+def _positive_duration(text: str, option: str) -> timedelta:
+    from datetime import timedelta
+
+    from orchestrator.settings import parse_duration
+
+    try:
+        value = parse_duration(text)
+    except ValueError:
+        raise BadInput(f"{option} {text!r}: use a duration such as 500ms, 1s or 5m") from None
+    if value <= timedelta(0):
+        raise BadInput(f"{option} {text!r}: must be longer than zero")
+    return value
+
+
+def _print_tick(reports: list[TickReport]) -> None:
+    for r in reports:
+        commit = r.commit[:12] if r.commit else "-"
+        if r.reconciled is not None:
+            what = _changes_text(r.reconciled.as_fields()) or "no change to what is served"
+            _out(f"{r.environment}: now running {commit} ({what})")
+        if r.problem:
+            _out(f"{r.environment}: {r.problem}")
+        errors = "-" if r.error_rate is None else f"{r.error_rate:.2f}%"
+        at = r.at.strftime("%H:%M:%SZ")
+        _out(f"{at} {r.environment} @{commit}: {r.samples} samples, error rate {errors}")
+
+
+def _changes_text(fields: dict[str, Any]) -> str:
+    """``routes removed: payments-healthz; pools scaled: checkout 4→1`` (long lists are counted)."""
+    parts = []
+    for key, value in fields.items():
+        items = [f"{n} {v}" for n, v in value.items()] if isinstance(value, dict) else list(value)
+        shown = ", ".join(items) if len(items) <= 5 else f"{len(items)} ({', '.join(items[:3])}, …)"
+        parts.append(f"{key.replace('_', ' ')}: {shown}")
+    return "; ".join(parts)
+
+
+@dataplane_app.command("run")
+def dataplane_run(
+    env: Annotated[
+        list[str] | None,
+        typer.Option("--env", help="Follow this environment (repeatable; default: all in apx.yaml)."),
+    ] = None,
+    interval: Annotated[str, typer.Option(help="Time between ticks: 500ms, 1s, 1m.")] = "1s",
+    ticks: Annotated[int | None, typer.Option(min=1, help="Stop after this many ticks.")] = None,
+    for_: Annotated[str | None, typer.Option("--for", help="Stop after this long: 30s, 5m.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Follow the environment branches, run what they say (simulated), publish metrics every tick.
+
+    Never writes to the config repo. Runs until Ctrl-C unless --ticks or --for is given.
+    """
+    from orchestrator.dataplane.runner import DataPlane
+
+    every = _positive_duration(interval, "--interval")
+    duration = None if for_ is None else _positive_duration(for_, "--for")
+    application = _app(home)
+    environments = _dataplane_environments(application, env)
+    done: list[list[TickReport]] = []
+
+    def report(reports: list[TickReport]) -> None:
+        done.append(reports)
+        _print_tick(reports)
+
+    plane = DataPlane(
+        repo=application.repo, metrics=application.metrics, clock=application.clock, environments=environments
+    )
+    try:
+        plane.run(interval=every, ticks=ticks, duration=duration, report=report)
+    except KeyboardInterrupt:
+        _out("interrupted")
+    _out(f"data plane stopped after {len(done)} ticks ({', '.join(environments)})")
+
+
+@dataplane_app.command("metrics")
+def dataplane_metrics(
+    env: Annotated[str | None, typer.Option("--env", help="Only this environment.")] = None,
+    since: Annotated[str, typer.Option(help="Over this window: 5m, 1h, or since a timestamp.")] = "5m",
+    output: Annotated[
+        MetricsOutput, typer.Option("-o", "--output", help="table or json.")
+    ] = MetricsOutput.table,
+    home: HomeOption = None,
+) -> None:
+    """Recent metrics per worker pool, aggregated over the window (what the canary and Optimizer read)."""
+    from orchestrator.dataplane.metrics import POOL, summarise
+
+    application = _app(home)
+    now = application.clock.now()
+    start = parse_since(since, now=now)
+    environments = _dataplane_environments(application, [env] if env else None)
+    metrics = application.metrics
+    pools = summarise(
+        s for e in environments for s in metrics.read(environment=e, since=start, until=now, scope=POOL)
+    )
+    if output is MetricsOutput.json:
+        _out(json.dumps([_pool_row(p) for p in pools], indent=2))
+        return
+    _pool_table(pools, since=since)
+
+
+def _pool_row(p: PoolSummary) -> dict[str, Any]:
+    def num(value: float | None) -> float | None:
+        return None if value is None else round(value, 3)
+
+    return {
+        "environment": p.environment,
+        "pool": p.pool,
+        "commit": p.commit,
+        "ticks": p.ticks,
+        "from": p.first.isoformat(),
+        "to": p.last.isoformat(),
+        "rps": num(p.rps),
+        "p95_ms": num(p.p95_ms),
+        "error_rate": num(p.error_rate),
+        "throttled_rate": num(p.throttled_rate),
+        "utilisation": num(p.utilisation),
+        "replicas": p.replicas,
+    }
+
+
+def _pool_table(pools: list[PoolSummary], *, since: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if not pools:
+        _out(f"no data-plane metrics since {since}; is `apx dataplane run` running?")
+        return
+    table = Table()
+    columns = ("env", "pool", "commit", "ticks", "rps", "p95 ms", "errors %", "429 %", "util", "replicas")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("env", "pool", "commit") else "right")
+
+    def fmt(value: float | None, digits: int) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    for p in pools:
+        table.add_row(
+            p.environment,
+            p.pool,
+            p.commit[:12],
+            str(p.ticks),
+            fmt(p.rps, 1),
+            fmt(p.p95_ms, 0),
+            fmt(p.error_rate, 2),
+            fmt(p.throttled_rate, 2),
+            fmt(p.utilisation, 2),
+            "-" if p.replicas is None else str(p.replicas),
+        )
+    Console(width=200).print(table)
 
 
 # -- demo ----------------------------------------------------------------------------

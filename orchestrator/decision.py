@@ -71,6 +71,8 @@ class PullRequestRef(_Value):
     base: str
     head: str
     status: str = "open"
+    #: When the review request runs out (then it counts as rejected: default deny).
+    expires_at: datetime | None = None
 
 
 class Rollback(_Value):
@@ -111,6 +113,8 @@ class Decision(_Value):
     #: The environment commit the intent was planned and validated against.
     revision: str | None = None
     decided_at: datetime | None = None
+    #: For a rolled-back intent: the intent that undid it (the other one has ``causedBy`` back).
+    rolled_back_by: str | None = None
 
     @property
     def exit_code(self) -> int:

@@ -156,7 +156,7 @@ class GitConfigRepo:
         config_repo = cls(path)
         with config_repo._lock:
             tree = config_repo._write_tree(None, files)
-            root = config_repo._commit_tree(tree, parent=None, message=message)
+            root = config_repo._commit_tree(tree, parents=(), message=message)
             for branch in branches:
                 config_repo._update_ref(branch, new=root, old=ZERO_OID)
             try:
@@ -234,8 +234,13 @@ class GitConfigRepo:
         parent: str,
         files: Mapping[str, str | None],
         message: str,
+        merge: str | None = None,
     ) -> str:
         """Make one signed commit of ``files`` on top of ``parent`` and move ``branch`` to it.
+
+        With ``merge`` (a PR branch's head), the commit is a merge commit whose
+        second parent is ``merge``: ``files`` are then the merged result, which
+        the caller planned and validated against ``parent``.
 
         ``None`` deletes a path (deleting a path that is not there is a no-op);
         a directory left empty disappears, as it always does in git. The branch
@@ -254,7 +259,11 @@ class GitConfigRepo:
                 raise BranchMoved(f"branch {branch!r} is at {current[:12]}, not at {parent_sha[:12]}")
             expected = ZERO_OID if current is None else parent_sha
             tree = self._write_tree(parent_sha, files)
-            new = self._commit_tree(tree, parent=parent_sha, message=message)
+            new = self._commit_tree(
+                tree,
+                parents=[parent_sha] if merge is None else [parent_sha, self._resolve(merge)],
+                message=message,
+            )
             self._update_ref(branch, new=new, old=expected)
             self._carry_snapshot(parent_sha, new, files)
             return new
@@ -416,9 +425,9 @@ class GitConfigRepo:
         tree_to_stream(rows, buffer.write)
         return self._store(b"tree", buffer.getvalue())
 
-    def _commit_tree(self, tree: str, *, parent: str | None, message: str) -> str:
+    def _commit_tree(self, tree: str, *, parents: Sequence[str], message: str) -> str:
         args = ["commit-tree", "-S", tree]
-        if parent is not None:
+        for parent in parents:
             args += ["-p", parent]
         args += ["-F", "-"]
         with tempfile.TemporaryFile() as stdin:

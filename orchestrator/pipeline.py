@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol, TypedDict
@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypedDict
 import structlog
 from langgraph.graph import END, START, StateGraph
 
-from orchestrator import admission
+from orchestrator import admission, approvals
 from orchestrator.canonical import dedupe_key
 from orchestrator.changeset import (
     Environment,
@@ -50,10 +50,19 @@ from orchestrator.ids import new_intent_id, new_trace_id
 from orchestrator.intent import Intent, check_name
 from orchestrator.logs import get_logger
 from orchestrator.oscillation import Oscillation, PastChange, detect
-from orchestrator.ports import BreakerStore, ConfigRepo, EnvironmentLock, IntentStore, Snapshot
-from orchestrator.records import BreakerState, IntentRecord, IntentView
+from orchestrator.ports import (
+    BreakerStore,
+    ConfigRepo,
+    EnvironmentLock,
+    IntentStore,
+    Observer,
+    ReviewStore,
+    Snapshot,
+)
+from orchestrator.records import BreakerState, IntentRecord, IntentView, PullRequestView
 from orchestrator.settings import Settings, format_duration
 from orchestrator.verdict import Verdict, combine
+from orchestrator.windows import WindowState, window_state
 from validators import ValidationContext, Validator, blast_radius, run_chain
 from validators.policy import PolicyEngine
 from validators.secrets import SecretScanValidator
@@ -64,8 +73,12 @@ _PARSED_CACHE = 16
 _LANDED = frozenset({Status.APPLIED, Status.MERGED})
 
 
-class Store(IntentStore, BreakerStore, Protocol):
-    """The intent log and the breakers, kept in one database."""
+class Store(IntentStore, BreakerStore, ReviewStore, Protocol):
+    """The intent log, the breakers and the PRs, kept in one database."""
+
+
+#: The agent name of apx's own rollback intents (never an agent's, never a reviewer's).
+ROLLBACK_AGENT = "apx-rollback"
 
 
 class _State(TypedDict, total=False):
@@ -94,7 +107,9 @@ class Orchestrator:
         validators: Sequence[Validator],
         policy: PolicyEngine,
         secret_scan: SecretScanValidator,
+        observers: Sequence[Observer] = (),
     ) -> None:
+        self._observers = list(observers)
         self._settings = settings
         self._store = store
         self._repo = repo
@@ -110,8 +125,12 @@ class Orchestrator:
 
     # -- phase 1: admit ---------------------------------------------------------
 
-    def submit(self, intent: Intent, *, agent: str, wait: bool = True) -> Decision:
-        """Record ``intent`` from ``agent`` and, unless ``wait`` is False, decide it."""
+    def submit(self, intent: Intent, *, agent: str, wait: bool = True, admit: bool = True) -> Decision:
+        """Record ``intent`` from ``agent`` and, unless ``wait`` is False, decide it.
+
+        ``admit=False`` skips dedupe, rate limit and breaker: only for apx's own
+        remedies (a rollback must not wait behind the breaker it may be answering).
+        """
         environment = intent.environment
         if environment not in self._settings.environments:
             known = ", ".join(sorted(self._settings.environments))
@@ -168,20 +187,24 @@ class Orchestrator:
                     self._store.receive(record, status=Status.REJECTED, decision=refused)
                     self._log_decision(refused, started=started)
                     return refused
-                verdict = admission.admit(
-                    admission.Candidate(
-                        intent_id=record.id,
-                        tenant=record.tenant,
-                        environment=environment,
-                        agent=agent,
-                        dedupe_key=record.dedupe_key,
-                    ),
-                    recent=self._store.recent(
-                        environment=environment, since=now - admission.lookback(rules), statuses=ADMITTED
-                    ),
-                    breaker=self._store.breaker(tenant=record.tenant, environment=environment),
-                    settings=rules,
-                    now=now,
+                verdict = (
+                    admission.Admission(status=Status.QUEUED)
+                    if not admit
+                    else admission.admit(
+                        admission.Candidate(
+                            intent_id=record.id,
+                            tenant=record.tenant,
+                            environment=environment,
+                            agent=agent,
+                            dedupe_key=record.dedupe_key,
+                        ),
+                        recent=self._store.recent(
+                            environment=environment, since=now - admission.lookback(rules), statuses=ADMITTED
+                        ),
+                        breaker=self._store.breaker(tenant=record.tenant, environment=environment),
+                        settings=rules,
+                        now=now,
+                    )
                 )
                 # The intent, its first status and any breaker change: one write, one audit trail.
                 if verdict.admitted:
@@ -205,7 +228,9 @@ class Orchestrator:
                             return decision
             finally:
                 structlog.contextvars.unbind_contextvars("intent_id", "trace_id")
-        return self._decision(record, status=Status.QUEUED, reasons=[])
+        waiting = self.change_window(environment)
+        reasons = [] if waiting.open else [f"waiting for {environment}'s change window: {waiting.reason}"]
+        return self._decision(record, status=Status.QUEUED, reasons=reasons)
 
     # -- phase 2: decide --------------------------------------------------------
 
@@ -229,8 +254,17 @@ class Orchestrator:
         with self._lock.hold(environment):
             return self._drain_locked(environment, until=None)
 
+    def change_window(self, environment: str) -> WindowState:
+        """Whether ``environment`` may change now under its change windows (always, without any)."""
+        return window_state(self._settings.environments[environment].windows, self._clock.now())
+
     def _drain_locked(self, environment: str, *, until: str | None) -> list[Decision]:
-        decided = []
+        decided: list[Decision] = []
+        # Outside its change window an environment's intents stay queued, in order,
+        # until a drain after the window opens (``apx serve`` drains on a timer).
+        if self._settings.environments[environment].windows and not self.change_window(environment).open:
+            log.info("drain.waiting_for_window", environment=environment)
+            return decided
         for view in self._store.pending(environment=environment):
             decided.append(self._decide(view))
             if view.record.id == until:
@@ -258,7 +292,19 @@ class Orchestrator:
             structlog.contextvars.unbind_contextvars("intent_id", "trace_id")
         self._store.decide(decision, pr=decision.pr)
         self._log_decision(decision, started=started, trace_id=view.record.trace_id, intent_id=view.record.id)
+        self._tell(lambda o: o.decided(decision))
         return decision
+
+    def observe(self, observer: Observer) -> None:
+        self._observers.append(observer)
+
+    def _tell(self, call: Callable[[Observer], None]) -> None:
+        """Tell every observer; one that fails is logged and the rest still hear it."""
+        for observer in self._observers:
+            try:
+                call(observer)
+            except Exception:
+                log.exception("observer.failed", observer=type(observer).__name__)
 
     def _build_graph(self) -> Any:
         graph = StateGraph(_State)
@@ -501,7 +547,11 @@ class Orchestrator:
             branch=pr_branch, parent=state["head"], files=planned.files, message=message
         )
         pr = PullRequestRef(
-            id="pr-" + record.id.removeprefix("in-"), branch=pr_branch, base=branch, head=commit
+            id="pr-" + record.id.removeprefix("in-"),
+            branch=pr_branch,
+            base=branch,
+            head=commit,
+            expires_at=self._clock.now() + env.review_timeout,
         )
         why = (
             [f"{branch} changes need {env.approvals} human approval(s): review PR {pr.id}"]
@@ -518,6 +568,141 @@ class Orchestrator:
             **common,
         )
         return {"decision": decision}
+
+    # -- rollback ------------------------------------------------------------------
+
+    def rollback(self, intent_id: str, *, by: str, reason: str = "") -> Decision:
+        """Undo an applied or merged intent through the pipeline, as a new intent.
+
+        The new intent carries the recorded inverse changes, ``causedBy`` the
+        original, and is planned from the original's commit: if later changes
+        touched the same fields, the field-level merge reports the conflict and
+        the rollback is refused as unsafe instead of clobbering them. In an
+        ``auto`` environment it applies now; in a ``pr`` one it opens a PR like
+        any prod change. The original becomes ``rolled_back`` (naming the undo)
+        when the undo lands: here, or when its PR merges (:meth:`landed`).
+        """
+        view = self._store.get(intent_id)
+        if view is None:
+            raise NotFound(f"no intent {intent_id!r}")
+        if view.status not in (Status.APPLIED, Status.MERGED):
+            raise BadInput(
+                f"intent {intent_id} is {view.status.value}; "
+                "only an applied or merged intent can be rolled back"
+            )
+        recipe = view.decision.rollback if view.decision else None
+        if recipe is None or view.pruned_at is not None:
+            raise BadInput(
+                f"intent {intent_id} has no rollback recipe left (pruned by retention?); use git revert"
+            )
+        undo = Intent.model_validate(
+            {
+                "apiVersion": "apx/v1",
+                "kind": "Intent",
+                "metadata": {
+                    "tenant": view.record.tenant,
+                    "causedBy": intent_id,
+                    "baseRevision": recipe.commit,
+                },
+                "spec": {
+                    "environment": view.record.environment,
+                    "rationale": f"rollback of {intent_id} requested by {by}"
+                    + (f": {reason}" if reason else ""),
+                    "changes": recipe.changes,
+                },
+            }
+        )
+        decision = self.submit(undo, agent=ROLLBACK_AGENT, admit=False)
+        if decision.status is Status.APPLIED:
+            self.landed(decision)
+        elif decision.status is Status.REJECTED:
+            decision = decision.model_copy(
+                update={
+                    "reasons": [f"rollback of {intent_id} refused as unsafe or invalid", *decision.reasons]
+                }
+            )
+        return decision
+
+    def landed(self, decision: Decision) -> None:
+        """An intent reached its branch; if it was a rollback, mark the intent it undid."""
+        if decision.agent != ROLLBACK_AGENT:
+            return
+        view = self._store.get(decision.intent_id)
+        original = view.record.caused_by if view else None
+        target = self._store.get(original) if original else None
+        if target is None or target.decision is None:
+            return
+        self._store.advance(
+            target.decision.model_copy(
+                update={
+                    "status": Status.ROLLED_BACK,
+                    "decided_at": self._clock.now(),
+                    "rolled_back_by": decision.intent_id,
+                    "reasons": [
+                        f"rolled back by {decision.intent_id} ({decision.commit or ''})".replace(" ()", "")
+                    ],
+                }
+            ),
+            expected=(Status.APPLIED, Status.MERGED),
+        )
+
+    # -- merge ---------------------------------------------------------------------
+
+    def merge(self, pr: PullRequestView) -> Decision:
+        """Merge an approved PR: re-validate against its base branch as it is now, then
+        one signed merge commit; or a ``pr_rejected`` decision saying what stood in the way.
+
+        The caller holds the environment's lock (see :meth:`holding`). Nothing is
+        forced: a change that landed since and conflicts field by field, or a check
+        that no longer passes on today's branch, rejects the PR with the reason.
+        """
+        view = pr.intent
+        recorded = view.decision or self._decision(view.record, status=Status.APPROVED, reasons=[])
+        head = self._repo.head(pr.base)
+        if head is None:
+            raise UnknownEnvironment(f"the config repo has no branch {pr.base!r}")
+        state = self._graph.invoke({"view": view, "head": head, "dry_run": True})
+        checked: Decision = state["decision"]
+        now = self._clock.now()
+        if checked.status is Status.REJECTED or "plan" not in state:
+            return recorded.model_copy(
+                update={
+                    "status": Status.PR_REJECTED,
+                    "decided_at": now,
+                    "checks": checked.checks,
+                    "reasons": [
+                        f"not merged: re-validation against {pr.base} at {head[:12]} failed",
+                        *checked.reasons,
+                    ],
+                }
+            )
+        planned: Plan = state["plan"]
+        intent: Intent = state["intent"]
+        approvers = approvals.approvals_at(pr.reviews, pr.head)
+        message = _commit_message(
+            view.record, intent, extra={"Approved-By": ", ".join(approvers), "Merges": pr.id}
+        )
+        commit = self._repo.commit(
+            branch=pr.base, parent=head, files=planned.files, message=message, merge=pr.head
+        )
+        self._remember(commit, self._repo.read(commit), planned.after)
+        return recorded.model_copy(
+            update={
+                "status": Status.MERGED,
+                "decided_at": now,
+                "commit": commit,
+                "checks": checked.checks,
+                "diff": planned.diff,
+                "revision": head,
+                "rollback": _rollback(commit, pr.base, planned).model_copy(
+                    update={"git": f"git checkout {pr.base} && git revert -m 1 --no-edit {commit}"}
+                ),
+                "reasons": [
+                    f"merged into {pr.base} as signed commit {commit[:12]}, "
+                    f"approved by {', '.join(approvers)}"
+                ],
+            }
+        )
 
     # -- replay -------------------------------------------------------------------
 
@@ -570,10 +755,12 @@ class Orchestrator:
                 raise NotFound(f"there is no breaker for {tenant}/{environment}")
             closed = admission.reset(state, by=by, now=self._clock.now())
             self._store.save_breaker(closed)
+        self._tell(lambda o: o.breaker_changed(closed, event="reset"))
         log.info("breaker.reset", tenant=tenant, environment=environment, by=by, was_open=state.open)
         return closed
 
     def _alert_breaker(self, state: BreakerState) -> None:
+        self._tell(lambda o: o.breaker_changed(state, event="tripped"))
         log.warning(
             "breaker.tripped",
             alert=True,
@@ -628,12 +815,15 @@ def _target_of(change: Mapping[str, Any]) -> str:
     return f"{resource.get('kind')}/{(resource.get('metadata') or {}).get('name')}"
 
 
-def _commit_message(record: IntentRecord, intent: Intent) -> str:
+def _commit_message(record: IntentRecord, intent: Intent, *, extra: Mapping[str, str] = {}) -> str:
     subject = f"apx: {record.agent} {change_summary(intent.spec.changes)} in {record.environment}"
+    if "Merges" in extra:
+        subject = f"apx: merge {extra['Merges']}: {record.agent} {change_summary(intent.spec.changes)}"
     trailers = [f"Intent-Id: {record.id}", f"Trace-Id: {record.trace_id}", f"Agent: {record.agent}"]
     trailers.append(f"Tenant: {record.tenant}")
     if record.caused_by:
         trailers.append(f"Caused-By: {record.caused_by}")
+    trailers += [f"{key}: {value}" for key, value in extra.items() if value]
     body = intent.spec.rationale.strip()
     return "\n\n".join(p for p in (subject, body, "\n".join(trailers)) if p) + "\n"
 

@@ -13,16 +13,19 @@ from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from orchestrator.decision import Decision, PullRequestRef, Status
 from orchestrator.records import (
     BreakerState,
+    CanaryWatch,
     IntentQuery,
     IntentRecord,
     IntentView,
     PolicyChange,
+    PullRequestView,
     RecentIntent,
+    Review,
 )
 
 
@@ -77,6 +80,58 @@ class IntentStore(Protocol):
         ...
 
 
+class ReviewStore(Protocol):
+    """PRs and their reviews (the intent store implements it)."""
+
+    def pull_request(self, ref: str) -> PullRequestView | None:
+        """By PR id or by its intent's id."""
+        ...
+
+    def pull_requests(
+        self, *, status: str | None = None, environment: str | None = None, limit: int = 100
+    ) -> list[PullRequestView]:
+        """Newest first."""
+        ...
+
+    def agents(self) -> frozenset[str]:
+        """Every name an intent was submitted under: these are agents, never reviewers."""
+        ...
+
+    def update_pull_request(
+        self,
+        pr_id: str,
+        *,
+        review: Review | None = None,
+        decision: Decision | None = None,
+        status: str | None = None,
+        merge_commit: str | None = None,
+        closed_reason: str | None = None,
+        publication: dict[str, Any] | None = None,
+    ) -> None:
+        """One transaction: add ``review``; move the intent on to ``decision`` (from
+        ``pr_open`` or ``approved`` only); set the PR's ``status`` (only while it is
+        open) and the other fields given. Each step appends its audit entry."""
+        ...
+
+    def advance(self, decision: Decision, *, expected: Collection[Status]) -> None:
+        """Move a decided intent on (``applied`` → ``rolled_back``), only from ``expected``."""
+        ...
+
+
+class CanaryStore(Protocol):
+    def watch_canary(self, watch: CanaryWatch) -> None:
+        """Start a watch (a second watch of one intent is ignored)."""
+        ...
+
+    def canaries(self, *, status: str | None = None) -> list[CanaryWatch]:
+        """Oldest first."""
+        ...
+
+    def settle_canary(self, intent_id: str, *, verdict: str, reason: str, at: datetime) -> None:
+        """Close a watch with its verdict; audited as ``canary.<verdict>``."""
+        ...
+
+
 class BreakerStore(Protocol):
     def breaker(self, *, tenant: str, environment: str) -> BreakerState | None: ...
 
@@ -128,8 +183,11 @@ class ConfigRepo(Protocol):
         parent: str,
         files: Mapping[str, str | None],
         message: str,
+        merge: str | None = None,
     ) -> str:
         """Make one signed commit on top of ``parent`` and move ``branch`` to it.
+
+        With ``merge``, a merge commit whose second parent is that commit.
 
         ``files`` maps a path to its new text, or to None to delete it. The
         branch moves only if it still points at ``parent`` (or does not exist
@@ -139,6 +197,51 @@ class ConfigRepo(Protocol):
         ...
 
     def branches(self, prefix: str = "") -> Sequence[str]: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrPublication:
+    """What a PR provider made of a PR: where humans review it."""
+
+    provider: str
+    url: str | None = None
+    #: The provider's own number for it (GitHub's PR number).
+    number: int | None = None
+
+
+class PrProvider(Protocol):
+    """Where humans see a PR.
+
+    apx itself owns the PR: the signed branch ``apx/<intent-id>`` in the config
+    repo, the record, the approvals and the signed merge commit. A provider
+    mirrors that to a review tool. The local provider is just the record; the
+    GitHub provider pushes the branch and opens a real PR. Every call is
+    idempotent: a retry after a crash must not open a second PR.
+    """
+
+    name: str
+
+    def publish(self, pr: PullRequestRef, *, title: str, body: str) -> PrPublication: ...
+
+    def close(self, pr: PullRequestRef, publication: PrPublication, *, reason: str) -> None:
+        """The PR was rejected or expired: close it with ``reason``."""
+        ...
+
+    def merged(self, pr: PullRequestRef, publication: PrPublication, *, merge_commit: str) -> None:
+        """apx merged it (``merge_commit`` is now the head of ``pr.base``): mirror that."""
+        ...
+
+
+class Observer(Protocol):
+    """Told what the pipeline did, after it is recorded: PR publication, review
+    threads, notifications, canaries. An observer's failure is logged, never
+    turned into a failed decision."""
+
+    def decided(self, decision: Decision) -> None: ...
+
+    def breaker_changed(self, state: BreakerState, *, event: str) -> None:
+        """``event`` is ``tripped`` or ``reset``."""
+        ...
 
 
 class EnvironmentLock(Protocol):

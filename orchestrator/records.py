@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import string
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -103,6 +103,54 @@ class PolicyChange:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Review:
+    """One human's verdict on a PR, bound to the PR's head commit at that moment."""
+
+    pr_id: str
+    #: The PR branch head the reviewer saw; a later head makes this review stop counting.
+    head: str
+    reviewer: str
+    #: ``approve``, ``reject``, or ``expire`` (the request ran out of time: apx's default deny).
+    verdict: str
+    at: datetime
+    comment: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PullRequestView:
+    """A PR with its intent, its reviews and where it stands."""
+
+    id: str
+    intent: IntentView
+    branch: str
+    base: str
+    head: str
+    #: ``open``, ``merged``, ``rejected`` or ``expired``.
+    status: str
+    created_at: datetime
+    expires_at: datetime | None
+    reviews: tuple[Review, ...] = ()
+    merge_commit: str | None = None
+    closed_reason: str | None = None
+    #: Where humans review it (``PrPublication`` fields), if a provider published it.
+    publication: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CanaryWatch:
+    """A landed change whose effect on the error rate apx is watching."""
+
+    intent_id: str
+    environment: str
+    started_at: datetime
+    until: datetime
+    #: ``watching``, then ``passed``, ``rolled_back``, ``rollback_failed`` or ``no_data``.
+    status: str = "watching"
+    reason: str = ""
+    settled_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class IntentQuery:
     """Filters of ``apx intents list``; ``None`` means any. All given filters must hold."""
 
@@ -181,6 +229,22 @@ def pruned_decision(decision: dict[str, Any] | None) -> dict[str, Any] | None:
     if decision is None:
         return None
     return {**decision, "diff": {}, "rollback": None}
+
+
+#: Statuses a review can move an intent on from.
+REVIEWABLE = frozenset({Status.PR_OPEN, Status.APPROVED})
+
+
+def not_in(decision: Decision, expected: Collection[Status], current: Status | None) -> ApxError:
+    """The error for moving an intent on from a status it is not in."""
+    if current is None:
+        return NotFound(f"intent {decision.intent_id} is not in the intent log", intent_id=decision.intent_id)
+    allowed = ", ".join(sorted(s.value for s in expected))
+    return InternalError(
+        f"intent {decision.intent_id} is {current.value}, not {allowed}; "
+        f"refusing to record it as {decision.status.value}",
+        intent_id=decision.intent_id,
+    )
 
 
 def not_pending(intent_id: str, current: Status | None) -> ApxError:

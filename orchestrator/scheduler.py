@@ -49,6 +49,26 @@ def checkpoint_audit(app: App) -> None:
         log.info("audit.checkpoint", size=made.size, root=made.root.hex())
 
 
+def check_canaries(app: App) -> None:
+    """Judge open canary watches; roll back changes that raised the error rate."""
+    for watch, judgement in app.canary.check():
+        log.info(
+            "canary.settled", intent_id=watch.intent_id, verdict=judgement.verdict, reason=judgement.reason
+        )
+
+
+def expire_reviews(app: App) -> None:
+    """Close PRs whose review request ran out (default deny)."""
+    for outcome in app.reviews.expire_due():
+        log.info("review.expired", pr=outcome.pr.id)
+
+
+def drain_queued(app: App) -> None:
+    """Decide what waits (e.g. for a change window to open)."""
+    for environment in app.settings.environments:
+        app.orchestrator.drain(environment)
+
+
 def build_scheduler(app: App, *, scheduler: BaseScheduler | None = None) -> BaseScheduler:
     """A scheduler (not started) holding the control plane's periodic jobs."""
     scheduler = scheduler or BackgroundScheduler(timezone=UTC)
@@ -69,4 +89,17 @@ def build_scheduler(app: App, *, scheduler: BaseScheduler | None = None) -> Base
         name="sign an audit checkpoint when due",
         **common,
     )
+    for job, every, name in (
+        (check_canaries, app.settings.canary.check_every.total_seconds(), "judge canaries"),
+        (expire_reviews, 60.0, "expire unanswered review requests"),
+        (drain_queued, 30.0, "decide queued intents (change windows)"),
+    ):
+        scheduler.add_job(
+            job,
+            IntervalTrigger(seconds=every, timezone=UTC),
+            args=[app],
+            id=job.__name__,
+            name=name,
+            **common,
+        )
     return scheduler

@@ -27,6 +27,8 @@ from pydantic_settings import (
 )
 
 from orchestrator.errors import BadInput
+from orchestrator.pr_providers import PrProviderSettings
+from orchestrator.windows import ChangeWindow
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -124,6 +126,11 @@ class EnvironmentSettings(_Section):
     approvals: int = Field(default=1, ge=0)
     #: The config-repo branch; defaults to the environment's name.
     branch: str | None = None
+    #: A review request not approved within this long counts as rejected (default deny).
+    review_timeout: Duration = timedelta(hours=72)
+    #: When auto-apply may run (Argo CD-style allow/deny windows; none = always).
+    #: See docs/how-to/change-windows.md.
+    windows: list[ChangeWindow] = Field(default_factory=list)
 
 
 def _default_environments() -> dict[str, EnvironmentSettings]:
@@ -135,6 +142,19 @@ class AuditSettings(_Section):
     checkpoint_every: int = Field(default=1000, ge=1)
     #: ...or once this long has passed since the last, whichever comes first.
     checkpoint_interval: Duration = timedelta(minutes=5)
+
+
+class CanarySettings(_Section):
+    #: Watch every change that lands for an error-rate regression, and roll it back.
+    enabled: bool = True
+    #: How long after a change its error rate is compared with the same span before it.
+    window: Duration = timedelta(minutes=5)
+    #: Roll back when the error rate rose by more than this many percentage points.
+    margin: float = Field(default=5.0, gt=0)
+    #: Distinct sample times needed before judging (fewer at the end: ``no_data``).
+    min_samples: int = Field(default=3, ge=1)
+    #: How often ``apx serve``'s scheduler checks open watches.
+    check_every: Duration = timedelta(seconds=15)
 
 
 class RetentionSettings(_Section):
@@ -164,6 +184,9 @@ class Settings(BaseSettings):
     environments: dict[str, EnvironmentSettings] = Field(default_factory=_default_environments)
     log: LogSettings = LogSettings()
     audit: AuditSettings = AuditSettings()
+    canary: CanarySettings = CanarySettings()
+    #: Where PRs are shown to reviewers: ``local`` (the branch and apx's record) or ``github``.
+    pr_provider: PrProviderSettings = PrProviderSettings()
     retention: RetentionSettings = RetentionSettings()
 
     @model_validator(mode="after")

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -60,6 +61,7 @@ from sqlalchemy import (
     create_engine,
     event,
     exists,
+    func,
     select,
 )
 from sqlalchemy.engine import Connection, Row, make_url
@@ -71,17 +73,23 @@ from audit.entry import AuditEvent
 from audit.sql import SqlAuditStore, append_in
 from orchestrator import audit_trail
 from orchestrator.clock import Clock, SystemClock
+from orchestrator.dataplane import sql as _dataplane_sql  # noqa: F401  (registers dataplane_metrics)
 from orchestrator.decision import OPEN, PENDING, Decision, PullRequestRef, Status
-from orchestrator.errors import StorageError
+from orchestrator.errors import InternalError, NotFound, StorageError
 from orchestrator.records import (
     PRUNED_DOCUMENT,
+    REVIEWABLE,
     BreakerState,
+    CanaryWatch,
     Event,
     IntentQuery,
     IntentRecord,
     IntentView,
     PolicyChange,
+    PullRequestView,
     RecentIntent,
+    Review,
+    not_in,
     not_pending,
     plain_json,
     pruned_decision,
@@ -133,12 +141,17 @@ class IntentRow(SQLModel, table=True):
     __tablename__ = "intents"
     __table_args__ = (
         Index("ix_intents_environment_received_at", "environment", "received_at"),
-        Index("ix_intents_environment_status", "environment", "status"),
         Index("ix_intents_dedupe_key", "dedupe_key"),
-        Index("ix_intents_agent", "agent"),
-        Index("ix_intents_status", "status"),
-        Index("ix_intents_tenant", "tenant"),
         Index("ix_intents_trace_id", "trace_id"),
+        # `apx intents list` filters, newest first: with seq last, one filter's
+        # matches come out of the index already in order, so LIMIT stops early
+        # instead of sorting every match (migration 0004, bench/intent_queries.py).
+        Index("ix_intents_agent_seq", "agent", "seq"),
+        Index("ix_intents_status_seq", "status", "seq"),
+        Index("ix_intents_tenant_seq", "tenant", "seq"),
+        Index("ix_intents_environment_status_seq", "environment", "status", "seq"),
+        Index("ix_intents_caused_by", "caused_by"),
+        Index("ix_intents_received_at", "received_at"),
         Index("ix_intents_pruned_at_decided_at", "pruned_at", "decided_at"),
         UniqueConstraint("id", name="uq_intents_id"),
         {"sqlite_autoincrement": True},
@@ -169,7 +182,7 @@ class IntentRow(SQLModel, table=True):
 
 class IntentTargetRow(SQLModel, table=True):
     __tablename__ = "intent_targets"
-    __table_args__ = (Index("ix_intent_targets_target", "target"),)
+    __table_args__ = (Index("ix_intent_targets_target_intent_id", "target", "intent_id"),)
 
     intent_id: str = Field(sa_column=Column(String(64), ForeignKey("intents.id"), primary_key=True))
     #: Keeps the targets in the order the intent lists them.
@@ -199,6 +212,37 @@ class PullRequestRow(SQLModel, table=True):
     head: str = Field(sa_column=Column(String(128), nullable=False))
     status: str = Field(sa_column=Column(String(32), nullable=False))
     created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    expires_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    merge_commit: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    closed_reason: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
+    #: Where a provider published it: ``{"provider", "url", "number"}``.
+    publication: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(), nullable=True))
+
+
+class CanaryWatchRow(SQLModel, table=True):
+    __tablename__ = "canary_watches"
+    __table_args__ = (Index("ix_canary_watches_status", "status"),)
+
+    intent_id: str = Field(sa_column=Column(String(64), ForeignKey("intents.id"), primary_key=True))
+    environment: str = Field(sa_column=Column(String(128), nullable=False))
+    started_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    until: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    status: str = Field(sa_column=Column(String(32), nullable=False))
+    reason: str = Field(default="", sa_column=Column(Text(), nullable=False))
+    settled_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+
+
+class ReviewRow(SQLModel, table=True):
+    __tablename__ = "pr_reviews"
+    __table_args__ = (Index("ix_pr_reviews_pr_id", "pr_id"), {"sqlite_autoincrement": True})
+
+    id: int | None = Field(default=None, sa_column=Column(_SEQ, primary_key=True, autoincrement=True))
+    pr_id: str = Field(sa_column=Column(String(128), ForeignKey("pull_requests.id"), nullable=False))
+    head: str = Field(sa_column=Column(String(64), nullable=False))
+    reviewer: str = Field(sa_column=Column(String(128), nullable=False))
+    verdict: str = Field(sa_column=Column(String(16), nullable=False))
+    comment: str = Field(default="", sa_column=Column(Text(), nullable=False))
+    at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class BreakerRow(SQLModel, table=True):
@@ -236,6 +280,8 @@ _intents = SQLModel.metadata.tables["intents"]
 _targets = SQLModel.metadata.tables["intent_targets"]
 _events = SQLModel.metadata.tables["intent_events"]
 _prs = SQLModel.metadata.tables["pull_requests"]
+_reviews = SQLModel.metadata.tables["pr_reviews"]
+_canaries = SQLModel.metadata.tables["canary_watches"]
 _breakers = SQLModel.metadata.tables["breakers"]
 _policies = SQLModel.metadata.tables["policy_versions"]
 _BREAKER_FIELDS = (
@@ -378,8 +424,211 @@ class SqlIntentStore:
                         head=pr.head,
                         status=pr.status,
                         created_at=at,
+                        expires_at=utc_or_none(pr.expires_at),
                     )
                 )
+
+    # -- CanaryStore ---------------------------------------------------------
+
+    def watch_canary(self, watch: CanaryWatch) -> None:
+        with self._transaction(f"watch the canary of {watch.intent_id}", write=True) as conn:
+            if conn.execute(
+                select(_canaries.c.intent_id).where(_canaries.c.intent_id == watch.intent_id)
+            ).first():
+                return
+            conn.execute(
+                _canaries.insert().values(
+                    intent_id=watch.intent_id,
+                    environment=watch.environment,
+                    started_at=utc(watch.started_at),
+                    until=utc(watch.until),
+                    status=watch.status,
+                    reason=watch.reason,
+                )
+            )
+
+    def canaries(self, *, status: str | None = None) -> list[CanaryWatch]:
+        stmt = select(_canaries).order_by(_canaries.c.started_at, _canaries.c.intent_id)
+        if status is not None:
+            stmt = stmt.where(_canaries.c.status == status)
+        with self._transaction("read canary watches") as conn:
+            return [
+                CanaryWatch(
+                    intent_id=r.intent_id,
+                    environment=r.environment,
+                    started_at=r.started_at,
+                    until=r.until,
+                    status=r.status,
+                    reason=r.reason,
+                    settled_at=r.settled_at,
+                )
+                for r in conn.execute(stmt)
+            ]
+
+    def settle_canary(self, intent_id: str, *, verdict: str, reason: str, at: datetime) -> None:
+        with self._transaction(f"settle the canary of {intent_id}", write=True) as conn:
+            row = conn.execute(select(_canaries).where(_canaries.c.intent_id == intent_id)).first()
+            if row is None:
+                raise NotFound(f"no canary watch for {intent_id}")
+            watch = CanaryWatch(
+                intent_id=row.intent_id,
+                environment=row.environment,
+                started_at=row.started_at,
+                until=row.until,
+            )
+            conn.execute(
+                _canaries.update()
+                .where(_canaries.c.intent_id == intent_id)
+                .values(status=verdict, reason=reason, settled_at=utc(at))
+            )
+            append_in(conn, [audit_trail.canary_settled(watch, verdict=verdict, reason=reason, at=utc(at))])
+
+    # -- ReviewStore ---------------------------------------------------------
+
+    def pull_request(self, ref: str) -> PullRequestView | None:
+        stmt = select(_prs).where((_prs.c.id == ref) | (_prs.c.intent_id == ref))
+        with self._transaction(f"read PR {ref}") as conn:
+            found = self._pr_views(conn, stmt)
+        return found[0] if found else None
+
+    def pull_requests(
+        self, *, status: str | None = None, environment: str | None = None, limit: int = 100
+    ) -> list[PullRequestView]:
+        stmt = select(_prs)
+        if status is not None:
+            stmt = stmt.where(_prs.c.status == status)
+        if environment is not None:
+            stmt = stmt.where(
+                exists().where(_intents.c.id == _prs.c.intent_id, _intents.c.environment == environment)
+            )
+        stmt = stmt.order_by(_prs.c.created_at.desc(), _prs.c.id.desc()).limit(max(limit, 0))
+        with self._transaction("list PRs") as conn:
+            return self._pr_views(conn, stmt)
+
+    def agents(self) -> frozenset[str]:
+        with self._transaction("list agents") as conn:
+            return frozenset(conn.execute(select(_intents.c.agent).distinct()).scalars())
+
+    def update_pull_request(
+        self,
+        pr_id: str,
+        *,
+        review: Review | None = None,
+        decision: Decision | None = None,
+        status: str | None = None,
+        merge_commit: str | None = None,
+        closed_reason: str | None = None,
+        publication: dict[str, Any] | None = None,
+    ) -> None:
+        with self._transaction(f"update PR {pr_id}", write=True) as conn:
+            found = conn.execute(select(_prs.c.intent_id, _prs.c.status).where(_prs.c.id == pr_id)).first()
+            if found is None:
+                raise NotFound(f"there is no PR {pr_id!r}")
+            intent_id, current = found
+            audited: list[AuditEvent] = []
+            if review is not None:
+                conn.execute(
+                    _reviews.insert().values(
+                        pr_id=pr_id,
+                        head=review.head,
+                        reviewer=review.reviewer,
+                        verdict=review.verdict,
+                        comment=review.comment,
+                        at=utc(review.at),
+                    )
+                )
+                trace = conn.execute(select(_intents.c.trace_id).where(_intents.c.id == intent_id)).scalar()
+                audited.append(audit_trail.reviewed(review, intent_id=intent_id, trace_id=trace))
+            if decision is not None:
+                audited.extend(self._advance_in(conn, decision, expected=REVIEWABLE))
+            values: dict[str, Any] = {}
+            for name, value in (
+                ("status", status),
+                ("merge_commit", merge_commit),
+                ("closed_reason", closed_reason),
+                ("publication", publication),
+            ):
+                if value is not None:
+                    values[name] = value
+            if values:
+                if current != "open" and status is not None:
+                    raise InternalError(f"PR {pr_id} is already {current}; refusing to change it to {status}")
+                conn.execute(_prs.update().where(_prs.c.id == pr_id).values(values))
+            append_in(conn, audited)
+
+    def advance(self, decision: Decision, *, expected: Collection[Status]) -> None:
+        """Move a decided intent on (e.g. applied → rolled_back), only from ``expected``."""
+        with self._transaction(f"record {decision.status.value} on {decision.intent_id}", write=True) as conn:
+            append_in(conn, self._advance_in(conn, decision, expected=expected))
+
+    def _advance_in(
+        self, conn: Connection, decision: Decision, *, expected: Collection[Status]
+    ) -> list[AuditEvent]:
+        at = utc(decision.decided_at or self._clock.now())
+        result = conn.execute(
+            _intents.update()
+            .where(_intents.c.id == decision.intent_id, _intents.c.status.in_([s.value for s in expected]))
+            .values(
+                status=decision.status.value,
+                decided_at=at,
+                decision=decision.model_dump(mode="json"),
+                commit=decision.commit,
+            )
+        )
+        if result.rowcount != 1:
+            current = conn.execute(
+                select(_intents.c.status).where(_intents.c.id == decision.intent_id)
+            ).scalar()
+            raise not_in(decision, expected, None if current is None else Status(current))
+        conn.execute(
+            _events.insert().values(
+                intent_id=decision.intent_id,
+                status=decision.status.value,
+                at=at,
+                reasons=list(decision.reasons),
+            )
+        )
+        return [audit_trail.decided(decision, at=at)]
+
+    def _pr_views(self, conn: Connection, stmt: Select[Any]) -> list[PullRequestView]:
+        rows = conn.execute(stmt).all()
+        if not rows:
+            return []
+        intents = {
+            v.record.id: v
+            for v in self._views(conn, select(_intents).where(_intents.c.id.in_([r.intent_id for r in rows])))
+        }
+        reviews: dict[str, list[Review]] = {}
+        for r in conn.execute(
+            select(_reviews).where(_reviews.c.pr_id.in_([r.id for r in rows])).order_by(_reviews.c.id)
+        ):
+            reviews.setdefault(r.pr_id, []).append(
+                Review(
+                    pr_id=r.pr_id,
+                    head=r.head,
+                    reviewer=r.reviewer,
+                    verdict=r.verdict,
+                    at=r.at,
+                    comment=r.comment,
+                )
+            )
+        return [
+            PullRequestView(
+                id=r.id,
+                intent=intents[r.intent_id],
+                branch=r.branch,
+                base=r.base,
+                head=r.head,
+                status=r.status,
+                created_at=r.created_at,
+                expires_at=r.expires_at,
+                reviews=tuple(reviews.get(r.id, ())),
+                merge_commit=r.merge_commit,
+                closed_reason=r.closed_reason,
+                publication=r.publication,
+            )
+            for r in rows
+        ]
 
     def get(self, intent_id: str) -> IntentView | None:
         with self._transaction(f"read intent {intent_id}") as conn:
@@ -388,30 +637,16 @@ class SqlIntentStore:
 
     def query(self, query: IntentQuery) -> list[IntentView]:
         c = _intents.c
-        stmt = select(_intents)
-        for column, value in (
-            (c.agent, query.agent),
-            (c.status, None if query.status is None else query.status.value),
-            (c.environment, query.environment),
-            (c.tenant, query.tenant),
-            (c.trace_id, query.trace_id),
-            (c.caused_by, query.caused_by),
-        ):
-            if value is not None:
-                stmt = stmt.where(column == value)
-        if query.since is not None:
-            stmt = stmt.where(c.received_at >= utc(query.since))
-        if query.until is not None:
-            stmt = stmt.where(c.received_at < utc(query.until))
-        if query.before_seq is not None:
-            stmt = stmt.where(c.seq < query.before_seq)
-        if query.target is not None:
-            stmt = stmt.where(exists().where(_targets.c.intent_id == c.id, _targets.c.target == query.target))
-        if query.reason is not None:
-            stmt = stmt.where(_reason_in_timeline(query.reason))
-        stmt = stmt.order_by(c.seq.desc()).limit(max(query.limit, 0))
+        limit = max(query.limit, 0)
+        filters = _filters(query)
         with self._transaction("query the intent log") as conn:
-            return self._views(conn, stmt)
+            # Two steps: find the page's sequence numbers (from indexes alone where the
+            # filters allow, sorting integers rather than whole rows), then read those rows.
+            if query.target is None:
+                page = select(c.seq).where(*filters).order_by(c.seq.desc()).limit(limit)
+            else:
+                page = _target_page(conn, query.target, filters, limit)
+            return self._views(conn, select(_intents).where(c.seq.in_(page)).order_by(c.seq.desc()))
 
     def recent(
         self, *, environment: str, since: datetime, statuses: Collection[Status] | None = None
@@ -605,6 +840,70 @@ class SqlIntentStore:
             )
             for r in rows
         ]
+
+
+def _filters(query: IntentQuery) -> list[ColumnElement[bool]]:
+    """``query``'s conditions on the intents table (all but ``target``)."""
+    c = _intents.c
+    out: list[ColumnElement[bool]] = [
+        column == value
+        for column, value in (
+            (c.agent, query.agent),
+            (c.status, None if query.status is None else query.status.value),
+            (c.environment, query.environment),
+            (c.tenant, query.tenant),
+            (c.trace_id, query.trace_id),
+            (c.caused_by, query.caused_by),
+        )
+        if value is not None
+    ]
+    if query.since is not None:
+        out.append(c.received_at >= utc(query.since))
+    if query.until is not None:
+        out.append(c.received_at < utc(query.until))
+    if query.before_seq is not None:
+        out.append(c.seq < query.before_seq)
+    if query.reason is not None:
+        out.append(_reason_in_timeline(query.reason))
+    return out
+
+
+def _target_page(
+    conn: Connection, target: str, filters: list[ColumnElement[bool]], limit: int
+) -> Select[Any]:
+    """The sequence numbers of the newest ``limit`` intents changing ``target`` that pass ``filters``.
+
+    The targets table has no arrival order, so there are two ways, and which is
+    cheap depends on how many intents changed the target, which the index says
+    at once. For a target in ``count`` of ``newest`` intents:
+
+    * *look up* every intent of the target and sort them: costs ~``count``;
+    * *walk* the log newest first, checking each intent's targets: a match
+      comes every ``newest / count`` intents, so ~``limit * newest / count``.
+
+    Walking wins when ``count² > limit * newest``. Left to themselves, both
+    planners chose the walk for targets of a few thousand intents and took
+    hundreds of milliseconds (seconds on SQLite, which keeps no statistics);
+    the look-up is a ``MATERIALIZED`` CTE so the planner cannot turn it back
+    into a walk. (Storing ``seq`` in the targets table would make both one
+    ordered index range; see docs/performance.md.)
+    """
+    c, t = _intents.c, _targets.c
+    count = conn.execute(select(func.count()).where(t.target == target)).scalar_one()
+    newest = conn.execute(select(func.max(c.seq))).scalar() or 0
+    if count * count > limit * newest:
+        walk = exists().where(t.intent_id == c.id, t.target == target)
+        return select(c.seq).where(walk, *filters).order_by(c.seq.desc()).limit(limit)
+    matches = (
+        select(c.seq)
+        .join_from(_targets, _intents, t.intent_id == c.id)
+        .where(t.target == target, *filters)
+        .distinct()
+        .cte("target_matches")
+    )
+    if conn.dialect.name != "sqlite" or sqlite3.sqlite_version_info >= (3, 35):  # 3.35 has the keyword
+        matches = matches.prefix_with("MATERIALIZED")
+    return select(matches.c.seq).order_by(matches.c.seq.desc()).limit(limit)
 
 
 def _reason_in_timeline(text: str) -> ColumnElement[bool]:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from audit.checkpoint import Checkpoint
 from audit.entry import AuditEvent
@@ -22,16 +22,21 @@ from audit.hashing import GENESIS, Frontier, leaf_hash, link
 from orchestrator import audit_trail
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.decision import OPEN, PENDING, Decision, PullRequestRef, Status
-from orchestrator.errors import StorageError
+from orchestrator.errors import InternalError, NotFound, StorageError
 from orchestrator.records import (
     PRUNED_DOCUMENT,
+    REVIEWABLE,
     BreakerState,
+    CanaryWatch,
     Event,
     IntentQuery,
     IntentRecord,
     IntentView,
     PolicyChange,
+    PullRequestView,
     RecentIntent,
+    Review,
+    not_in,
     not_pending,
     plain_json,
     pruned_decision,
@@ -66,8 +71,7 @@ class InMemoryIntentStore:
 
     Values are copied through JSON on the way in, as the database does, so a
     caller mutating its document afterwards (or storing something JSON cannot
-    hold) behaves the same here as against SQL. Also records the PRs it was
-    given, in :attr:`pull_requests`, for tests to inspect.
+    hold) behaves the same here as against SQL.
     """
 
     def __init__(self, *, clock: Clock | None = None) -> None:
@@ -76,7 +80,8 @@ class InMemoryIntentStore:
         self._views: dict[str, IntentView] = {}  # insertion order is arrival order
         self._breakers: dict[tuple[str, str], BreakerState] = {}
         self._policies: list[PolicyChange] = []
-        self.pull_requests: dict[str, tuple[str, PullRequestRef]] = {}  # id -> (intent id, PR)
+        self._prs: dict[str, _PrState] = {}
+        self._canaries: dict[str, CanaryWatch] = {}
         #: The audit log, appended to under the same lock as each change it records.
         self.audit = InMemoryAuditStore(lock=self._lock)
 
@@ -123,15 +128,134 @@ class InMemoryIntentStore:
             view = self._views.get(decision.intent_id)
             if view is None or view.status not in PENDING:
                 raise not_pending(decision.intent_id, view.status if view else None)
-            if pr is not None and pr.id in self.pull_requests:
+            if pr is not None and pr.id in self._prs:
                 raise _storage_error(f"record the decision on {decision.intent_id}", "PR id already recorded")
             event = Event(status=decision.status, at=at, reasons=tuple(decision.reasons))
             self._views[decision.intent_id] = replace(
                 view, status=decision.status, decision=_copy(decision), events=(*view.events, event)
             )
             if pr is not None:
-                self.pull_requests[pr.id] = (decision.intent_id, pr)
+                self._prs[pr.id] = _PrState(
+                    intent_id=decision.intent_id,
+                    ref=pr,
+                    created_at=at,
+                    expires_at=utc_or_none(pr.expires_at),
+                )
             self.audit.append_locked([audit_trail.decided(decision, at=at)])
+
+    # -- CanaryStore ---------------------------------------------------------
+
+    def watch_canary(self, watch: CanaryWatch) -> None:
+        with self._lock:
+            self._canaries.setdefault(
+                watch.intent_id, replace(watch, started_at=utc(watch.started_at), until=utc(watch.until))
+            )
+
+    def canaries(self, *, status: str | None = None) -> list[CanaryWatch]:
+        with self._lock:
+            found = [w for w in self._canaries.values() if status is None or w.status == status]
+        return sorted(found, key=lambda w: (w.started_at, w.intent_id))
+
+    def settle_canary(self, intent_id: str, *, verdict: str, reason: str, at: datetime) -> None:
+        with self._lock:
+            watch = self._canaries.get(intent_id)
+            if watch is None:
+                raise NotFound(f"no canary watch for {intent_id}")
+            self._canaries[intent_id] = replace(watch, status=verdict, reason=reason, settled_at=utc(at))
+            self.audit.append_locked(
+                [audit_trail.canary_settled(watch, verdict=verdict, reason=reason, at=utc(at))]
+            )
+
+    # -- ReviewStore ---------------------------------------------------------
+
+    def pull_request(self, ref: str) -> PullRequestView | None:
+        with self._lock:
+            for pr_id, state in self._prs.items():
+                if ref in (pr_id, state.intent_id):
+                    return self._pr_view(pr_id, state)
+        return None
+
+    def pull_requests(
+        self, *, status: str | None = None, environment: str | None = None, limit: int = 100
+    ) -> list[PullRequestView]:
+        with self._lock:
+            views = [
+                self._pr_view(pr_id, state)
+                for pr_id, state in self._prs.items()
+                if (status is None or state.status == status)
+                and (environment is None or self._views[state.intent_id].record.environment == environment)
+            ]
+        views.sort(key=lambda v: (v.created_at, v.id), reverse=True)
+        return views[: max(limit, 0)]
+
+    def agents(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(v.record.agent for v in self._views.values())
+
+    def update_pull_request(
+        self,
+        pr_id: str,
+        *,
+        review: Review | None = None,
+        decision: Decision | None = None,
+        status: str | None = None,
+        merge_commit: str | None = None,
+        closed_reason: str | None = None,
+        publication: dict[str, Any] | None = None,
+    ) -> None:
+        with self._lock:
+            state = self._prs.get(pr_id)
+            if state is None:
+                raise NotFound(f"there is no PR {pr_id!r}")
+            if status is not None and state.status != "open":
+                raise InternalError(
+                    f"PR {pr_id} is already {state.status}; refusing to change it to {status}"
+                )
+            audited: list[AuditEvent] = []
+            if review is not None:
+                review = replace(review, at=utc(review.at))
+                trace = self._views[state.intent_id].record.trace_id
+                audited.append(audit_trail.reviewed(review, intent_id=state.intent_id, trace_id=trace))
+            if decision is not None:
+                audited.extend(self._advance_locked(decision, expected=REVIEWABLE))
+            if review is not None:
+                state.reviews.append(review)
+            state.status = status or state.status
+            state.merge_commit = merge_commit or state.merge_commit
+            state.closed_reason = closed_reason or state.closed_reason
+            state.publication = publication or state.publication
+            self.audit.append_locked(audited)
+
+    def advance(self, decision: Decision, *, expected: Collection[Status]) -> None:
+        with self._lock:
+            self.audit.append_locked(self._advance_locked(decision, expected=expected))
+
+    def _advance_locked(self, decision: Decision, *, expected: Collection[Status]) -> list[AuditEvent]:
+        at = utc(decision.decided_at or self._clock.now())
+        view = self._views.get(decision.intent_id)
+        if view is None or view.status not in expected:
+            raise not_in(decision, expected, view.status if view else None)
+        event = Event(status=decision.status, at=at, reasons=tuple(decision.reasons))
+        self._views[decision.intent_id] = replace(
+            view, status=decision.status, decision=_copy(decision), events=(*view.events, event)
+        )
+        return [audit_trail.decided(decision, at=at)]
+
+    def _pr_view(self, pr_id: str, state: _PrState) -> PullRequestView:
+        return PullRequestView(
+            id=pr_id,
+            intent=self._views[state.intent_id],
+            branch=state.ref.branch,
+            base=state.ref.base,
+            head=state.ref.head,
+            status=state.status,
+            created_at=state.created_at,
+            expires_at=state.expires_at,
+            reviews=tuple(state.reviews),
+            merge_commit=state.merge_commit,
+            closed_reason=state.closed_reason,
+            publication=state.publication,
+        )
 
     def get(self, intent_id: str) -> IntentView | None:
         with self._lock:
@@ -259,6 +383,19 @@ class InMemoryIntentStore:
     def policy_history(self) -> list[PolicyChange]:
         with self._lock:
             return list(self._policies)
+
+
+@dataclass(kw_only=True)
+class _PrState:
+    intent_id: str
+    ref: PullRequestRef
+    created_at: datetime
+    expires_at: datetime | None
+    status: str = "open"
+    reviews: list[Review] = field(default_factory=list)
+    merge_commit: str | None = None
+    closed_reason: str | None = None
+    publication: dict[str, Any] | None = None
 
 
 class InMemoryAuditStore:

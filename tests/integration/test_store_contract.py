@@ -264,12 +264,7 @@ def test_a_pr_opened_by_decide_is_recorded_with_the_decision(store: Store) -> No
 
 
 def _pull_requests(store: Store) -> list[tuple[str, ...]]:
-    """The recorded PRs, read around the ports (which have no PR reads yet)."""
-    if isinstance(store, InMemoryIntentStore):
-        return [(p.id, i, p.branch, p.base, p.head, p.status) for i, p in store.pull_requests.values()]
-    with store._engine.connect() as conn:
-        rows = conn.exec_driver_sql("SELECT id, intent_id, branch, base, head, status FROM pull_requests")
-        return [tuple(row) for row in rows]
+    return [(p.id, p.intent.record.id, p.branch, p.base, p.head, p.status) for p in store.pull_requests()]
 
 
 def test_breakers_round_trip_with_timezone_aware_utc_datetimes(store: Store) -> None:

@@ -1,0 +1,73 @@
+"""What happens after the pipeline records a decision: the side effects that follow it.
+
+A PR opened → published to the PR provider and its review thread started (so it
+waits, durably, for a human); breaker trips, PRs and merges → notifications.
+These run after the decision is committed, through the orchestrator's
+:class:`~orchestrator.ports.Observer` hook, so their failure is logged and
+retried later but never undoes or fails a decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+from orchestrator import logs
+from orchestrator.decision import Decision, Status
+from orchestrator.records import BreakerState, PullRequestView
+
+if TYPE_CHECKING:
+    from orchestrator.bootstrap import App
+
+log = logs.get_logger("apx.reactions")
+
+
+class Reactions:
+    """The :class:`~orchestrator.ports.Observer` the composition root installs."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+
+    def decided(self, decision: Decision) -> None:
+        if decision.status is Status.PR_OPEN and decision.pr is not None:
+            self._pr_opened(decision)
+        elif decision.status is Status.APPLIED:
+            self._app.canary.watch(decision)
+
+    def pr_changed(self, kind: str, pr: PullRequestView, message: str) -> None:
+        """A review moved a PR on (``pr.approved``, ``pr.rejected``, ``pr.merged``)."""
+        log.info(kind, pr=pr.id, intent_id=pr.intent.record.id, message=message)
+        if kind == "pr.merged" and pr.intent.decision is not None:
+            try:
+                self._app.canary.watch(pr.intent.decision)
+            except Exception:
+                log.exception("canary.watch_failed", intent_id=pr.intent.record.id)
+
+    def breaker_changed(self, state: BreakerState, *, event: str) -> None:
+        log.info("breaker.changed", tenant=state.tenant, environment=state.environment, event=event)
+
+    def _pr_opened(self, decision: Decision) -> None:
+        assert decision.pr is not None
+        pr = decision.pr
+        publication = self._app.provider.publish(pr, title=pr_title(decision), body=pr_body(decision))
+        self._app.store.update_pull_request(pr.id, publication=asdict(publication))
+        self._app.reviews.opened(pr.id)
+
+
+def pr_title(decision: Decision) -> str:
+    return f"apx: {decision.agent} change in {decision.environment} ({decision.intent_id})"
+
+
+def pr_body(decision: Decision) -> str:
+    """What a reviewer needs on the PR page: why, what, how big, under which policy, how to undo."""
+    lines = [f"Intent `{decision.intent_id}` from agent **{decision.agent}** for tenant `{decision.tenant}`."]
+    lines += ["", *[f"- {reason}" for reason in decision.reasons]]
+    lines += ["", f"Policy: `{decision.policy_version}` · trace `{decision.trace_id}`"]
+    if decision.blast_radius:
+        lines += ["", "Blast radius:", *[f"- {k}: {v}" for k, v in decision.blast_radius.items() if v]]
+    lines += ["", "Checks:", *[f"- {c.name}: {'pass' if c.passed else 'FAIL'}" for c in decision.checks]]
+    for path, diff in decision.diff.items():
+        lines += ["", f"`{path}`", "```diff", diff.rstrip("\n"), "```"]
+    if decision.rollback:
+        lines += ["", f"Rollback: `{decision.rollback.git}`"]
+    return "\n".join(lines)
