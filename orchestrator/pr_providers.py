@@ -36,26 +36,30 @@ import re
 import subprocess
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
-    Field,
-    PlainSerializer,
     ValidationError,
-    field_validator,
-    model_validator,
 )
 
 from orchestrator.decision import PullRequestRef
 from orchestrator.errors import BadInput, InternalError
 from orchestrator.logs import get_logger
 from orchestrator.ports import PrProvider, PrPublication
+from orchestrator.pr_settings import (
+    DEFAULT_API_URL,
+    OWNER_RE,
+    REPO_RE,
+    GitHubSettings,
+    PrProviderSettings,
+    check_github_name,
+    mask_url,
+    url_secrets,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -73,7 +77,6 @@ __all__ = [
 
 log = get_logger("apx.pr")
 
-DEFAULT_API_URL = "https://api.github.com"
 #: The REST API version the request and response shapes here were written against.
 API_VERSION = "2022-11-28"
 
@@ -84,144 +87,6 @@ _BRANCH_RE = re.compile(r"^(?!.*\.\.)[A-Za-z0-9_-][A-Za-z0-9._-]*(?:/[A-Za-z0-9_
 
 _T = TypeVar("_T")
 _M = TypeVar("_M", bound=BaseModel)
-
-
-# -- settings --------------------------------------------------------------------------
-#
-# Self-contained (pydantic and the standard library only): orchestrator.settings nests
-# PrProviderSettings, and the I/O-free core imports orchestrator.settings.
-
-
-#: GitHub's rules for user and organisation names.
-_OWNER_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
-_REPO_RE = re.compile(r"^(?!\.\.?$)(?!.*\.git$)[A-Za-z0-9._-]{1,100}$")
-_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _check_name(field: str, value: str, pattern: re.Pattern[str]) -> str:
-    if not pattern.match(value):
-        hint = " (without .git)" if field == "repo" and value.endswith(".git") else ""
-        raise ValueError(f"{value!r} is not a GitHub {field} name{hint}")
-    return value
-
-
-def _duration(value: Any) -> timedelta:
-    # orchestrator.settings embeds PrProviderSettings, so it imports this module: import it late.
-    from orchestrator.settings import parse_duration
-
-    return parse_duration(value)
-
-
-def _show_duration(value: timedelta) -> str:
-    from orchestrator.settings import format_duration
-
-    return format_duration(value)
-
-
-_Duration = Annotated[timedelta, BeforeValidator(_duration), PlainSerializer(_show_duration, return_type=str)]
-
-
-class GitHubSettings(BaseModel):
-    """Where the GitHub PRs go. The token is never here: only the name of the variable holding it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    #: The user or organisation owning the repository (``acme`` in github.com/acme/apx-config).
-    owner: str
-    #: The repository's name, without ``.git``.
-    repo: str
-    #: Where ``git push`` sends branches: ``git@github.com:acme/apx-config.git`` or an
-    #: HTTPS URL whose credentials come from a git credential helper, never from the URL.
-    remote_url: str
-    #: The environment variable holding the API token; read when the provider is built.
-    token_env: str = "APX_GITHUB_TOKEN"
-    #: GitHub Enterprise Server: ``https://HOST/api/v3``.
-    api_url: str = DEFAULT_API_URL
-    #: Retries after a 5xx or a network failure; each waits ``backoff``, doubling.
-    retries: int = Field(default=3, ge=0, le=10)
-    backoff: _Duration = timedelta(milliseconds=500)
-    #: Per HTTP request.
-    timeout: _Duration = timedelta(seconds=30)
-    #: Per ``git push``; a config repo push is small, but the first may carry its history.
-    push_timeout: _Duration = timedelta(minutes=2)
-
-    @field_validator("owner")
-    @classmethod
-    def _owner(cls, value: str) -> str:
-        return _check_name("owner", value, _OWNER_RE)
-
-    @field_validator("repo")
-    @classmethod
-    def _repo(cls, value: str) -> str:
-        return _check_name("repo", value, _REPO_RE)
-
-    @field_validator("token_env")
-    @classmethod
-    def _token_env(cls, value: str) -> str:
-        if not _ENV_RE.match(value):
-            raise ValueError(f"{value!r} is not an environment variable name")
-        return value
-
-    @field_validator("remote_url")
-    @classmethod
-    def _remote_url(cls, value: str) -> str:
-        if not value.strip() or value.startswith("-"):
-            raise ValueError("give the git URL of the GitHub repository")
-        try:
-            urlsplit(value)
-        except ValueError as exc:
-            raise ValueError(f"not a git URL ({exc})") from None
-        if _url_secrets(value):
-            raise ValueError(
-                "the URL carries credentials; use an SSH URL or a git credential helper instead "
-                "(settings files are no place for secrets)"
-            )
-        return value
-
-    @field_validator("api_url")
-    @classmethod
-    def _api_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
-            raise ValueError(f"{value!r} is not an http(s) URL of a GitHub API")
-        return value.rstrip("/")
-
-
-class PrProviderSettings(BaseModel):
-    """Which review tool mirrors apx's PRs: ``local`` (none; the default) or ``github``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kind: Literal["local", "github"] = "local"
-    github: GitHubSettings | None = None
-
-    @model_validator(mode="after")
-    def _github_needs_its_section(self) -> PrProviderSettings:
-        if self.kind == "github" and self.github is None:
-            raise ValueError("kind github needs a github section (owner, repo, remote_url)")
-        return self
-
-
-def _url_secrets(url: str) -> list[str]:
-    """The credentials in ``url``: a password, and the user of an http(s) URL (often a token)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return []
-    user = parts.username if parts.password or parts.scheme in ("http", "https") else None
-    return [secret for secret in (parts.password, user) if secret and len(secret) > 2]
-
-
-def _mask_url(url: str) -> str:
-    """``url`` fit to print: the user part of an http(s) URL (often a token) becomes ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "the configured remote"
-    if "@" not in parts.netloc or not (parts.password or parts.scheme in ("http", "https")):
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f"***@{host}").geturl()
 
 
 # -- errors ------------------------------------------------------------------------
@@ -336,8 +201,8 @@ class GitHubPrProvider:
             raise ValueError("the GitHub PR provider needs an API token")
         if not remote_url or remote_url.startswith("-"):
             raise ValueError("remote_url must name a git remote")
-        _check_name("owner", owner, _OWNER_RE)
-        _check_name("repo", repo, _REPO_RE)
+        check_github_name("owner", owner, OWNER_RE)
+        check_github_name("repo", repo, REPO_RE)
         import httpx  # here, not at the top: see the module docstring
 
         # Redirects: GitHub answers a renamed or transferred repository with one.
@@ -345,7 +210,7 @@ class GitHubPrProvider:
         self._owns_client = client is None
         self._repo_path = Path(repo_path)
         self._remote_url = remote_url
-        self._remote_shown = _mask_url(remote_url)
+        self._remote_shown = mask_url(remote_url)
         self._owner = owner
         self._repo = repo
         self._api = f"{api_url.rstrip('/')}/repos/{owner}/{repo}"
@@ -598,7 +463,7 @@ class GitHubPrProvider:
         text = text.replace(self._remote_url, self._remote_shown)
         if len(self._token) >= 8:  # a real token; masking a few letters would only garble the text
             text = text.replace(self._token, "***")
-        for secret in _url_secrets(self._remote_url):
+        for secret in url_secrets(self._remote_url):
             text = text.replace(secret, "***")
         return text
 

@@ -27,7 +27,7 @@ from pydantic_settings import (
 )
 
 from orchestrator.errors import BadInput
-from orchestrator.pr_providers import PrProviderSettings
+from orchestrator.pr_settings import PrProviderSettings
 from orchestrator.windows import ChangeWindow
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")

@@ -76,6 +76,7 @@ from orchestrator.clock import Clock, SystemClock
 from orchestrator.dataplane import sql as _dataplane_sql  # noqa: F401  (registers dataplane_metrics)
 from orchestrator.decision import OPEN, PENDING, Decision, PullRequestRef, Status
 from orchestrator.errors import InternalError, NotFound, StorageError
+from orchestrator.notify import sql_outbox as _outbox  # noqa: F401  (registers notification_outbox)
 from orchestrator.records import (
     PRUNED_DOCUMENT,
     REVIEWABLE,
@@ -151,7 +152,7 @@ class IntentRow(SQLModel, table=True):
         Index("ix_intents_tenant_seq", "tenant", "seq"),
         Index("ix_intents_environment_status_seq", "environment", "status", "seq"),
         Index("ix_intents_caused_by", "caused_by"),
-        Index("ix_intents_received_at", "received_at"),
+        Index("ix_intents_received_at_seq", "received_at", "seq"),
         Index("ix_intents_pruned_at_decided_at", "pruned_at", "decided_at"),
         UniqueConstraint("id", name="uq_intents_id"),
         {"sqlite_autoincrement": True},

@@ -90,15 +90,21 @@ def test_reads_filter_by_environment_scope_kind_and_metric(metrics: Store) -> No
             sample(0, "pool/checkout", "rps", 5, env="prod"),
         ]
     )
-    window = {"since": T0, "until": T0 + timedelta(seconds=1)}
-    assert [s.value for s in metrics.read(environment="dev", **window)] == [3, 2, 1, 4]
-    assert [s.value for s in metrics.read(environment="dev", scope="pool/checkout", **window)] == [2, 1]
-    assert [s.value for s in metrics.read(environment="dev", scope="pool/", **window)] == [3, 2, 1]
-    assert [s.value for s in metrics.read(environment="dev", scope="route/", **window)] == [4]
-    assert [s.value for s in metrics.read(environment="dev", metric="rps", **window)] == [3, 1, 4]
-    assert [s.value for s in metrics.read(environment="prod", **window)] == [5]
-    assert metrics.read(environment="staging", **window) == []
-    assert metrics.read(environment="dev", scope="pool/check", **window) == []
+
+    def values(environment: str = "dev", scope: str | None = None, metric: str | None = None) -> list[float]:
+        found = metrics.read(
+            environment=environment, since=T0, until=T0 + timedelta(seconds=1), scope=scope, metric=metric
+        )
+        return [s.value for s in found]
+
+    assert values() == [3, 2, 1, 4]
+    assert values(scope="pool/checkout") == [2, 1]
+    assert values(scope="pool/") == [3, 2, 1]
+    assert values(scope="route/") == [4]
+    assert values(metric="rps") == [3, 1, 4]
+    assert values("prod") == [5]
+    assert values("staging") == []
+    assert values(scope="pool/check") == []
 
 
 def test_the_error_rate_is_the_request_weighted_mean_of_the_pools(metrics: Store) -> None:
@@ -126,11 +132,11 @@ def test_a_large_batch_is_stored_whole_and_pruning_keeps_what_is_recent(metrics:
     recent = [sample(3600 + i, "pool/checkout", "rps", i) for i in range(3)]
     metrics.publish([])
     metrics.publish(old + recent)
-    window = {"since": T0, "until": T0 + timedelta(days=1)}
-    assert len(metrics.read(environment="dev", **window)) == 12_004
+    day = T0 + timedelta(days=1)
+    assert len(metrics.read(environment="dev", since=T0, until=day)) == 12_004
 
     assert metrics.prune(T0 + timedelta(hours=1)) == 12_001
-    assert metrics.read(environment="dev", **window) == recent
+    assert metrics.read(environment="dev", since=T0, until=day) == recent
     assert metrics.prune(T0 + timedelta(hours=1)) == 0
 
 

@@ -7,6 +7,7 @@ on the in-memory fake and on both databases, so the fake answers as they do.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -151,12 +152,12 @@ def reasoned(store: Store) -> list[IntentRecord]:
         ("rate limited", [1]),  # a reason recorded on admission
         ("CONFLICT", [2]),  # case is ignored
         ("Spec.Replicas", [3, 2]),
-        ("back to 4 (\"undo\")", [3]),  # quotes match as written
+        ('back to 4 ("undo")', [3]),  # quotes match as written
         ("100% →", [4]),  # non-ASCII and LIKE's own wildcard, literally
         ("1_0", []),  # '_' is not a wildcard
         ("%", [4]),
         ("approval", [4]),  # the second reason of a decision
-        ("250%\", \"policy", []),  # never across two reasons
+        ('250%", "policy', []),  # never across two reasons
         ("not there", []),
     ],
 )
@@ -233,3 +234,33 @@ def test_every_filter_at_once(store: Store) -> None:
     )
     assert ids(store.query(query)) == [match.id, record(2).id]
     assert ids(store.query(IntentQuery(trace_id=match.trace_id, reason="canary"))) == [match.id]
+
+
+# -- target: many intents or few -----------------------------------------------------------
+
+
+def test_a_target_in_most_intents_and_one_in_few_both_page_newest_first(store: Store) -> None:
+    """The SQL store answers a target that is in many intents by walking the log newest
+    first, and one in few by looking its intents up; either way the answer is the same."""
+    recs = []
+    for n in range(1, 21):
+        targets = ("WorkerPool/checkout",) if n % 7 else ("WorkerPool/checkout", "Route/r-01")
+        recs.append(record(n, environment="prod" if n % 2 else "dev", targets=targets))
+    for rec in recs:
+        receive(store, rec)
+    hot = [r.id for r in reversed(recs)]
+    rare = [r.id for r in reversed(recs) if "Route/r-01" in r.targets]
+
+    def pages(query: IntentQuery) -> list[str]:
+        seen: list[str] = []
+        while page := store.query(query):
+            seen += ids(page)
+            query = replace(query, before_seq=page[-1].seq)
+        return seen
+
+    assert pages(IntentQuery(target="WorkerPool/checkout", limit=3)) == hot
+    assert pages(IntentQuery(target="WorkerPool/checkout", environment="dev", limit=3)) == [
+        r.id for r in reversed(recs) if r.environment == "dev"
+    ]
+    assert pages(IntentQuery(target="Route/r-01", limit=1)) == rare == [recs[13].id, recs[6].id]
+    assert store.query(IntentQuery(target="Route/r-02")) == []

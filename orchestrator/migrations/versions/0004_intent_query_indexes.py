@@ -30,7 +30,7 @@ _NEW = (
     ("ix_intents_tenant_seq", "intents", ["tenant", "seq"]),
     ("ix_intents_environment_status_seq", "intents", ["environment", "status", "seq"]),
     ("ix_intents_caused_by", "intents", ["caused_by"]),
-    ("ix_intents_received_at", "intents", ["received_at"]),
+    ("ix_intents_received_at_seq", "intents", ["received_at", "seq"]),
     ("ix_intent_targets_target_intent_id", "intent_targets", ["target", "intent_id"]),
 )
 _REPLACED = (
