@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision: str | None = "0008"  # TODO(integration): "0005" (and 0007 then follows 0006)
+down_revision: str | None = "0005"
 branch_labels: str | None = None
 depends_on: str | None = None
 
