@@ -14,6 +14,8 @@ from orchestrator.records import Review
 
 #: Principals that are agents, not humans, start with this (``agent:optimizer``).
 AGENT_PREFIX = "agent:"
+#: The agent name of apx's own rollback intents (an agent: never a reviewer).
+ROLLBACK_AGENT = "apx-rollback"
 
 
 def refusal(reviewer: str, *, submitter: str, agents: Collection[str]) -> str | None:

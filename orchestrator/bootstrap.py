@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from orchestrator.canary import CanaryWatcher
     from orchestrator.dataplane.metrics import MetricsStore
     from orchestrator.git_repo import GitConfigRepo
+    from orchestrator.notify.events import Notifier
+    from orchestrator.notify.sql_outbox import SqlOutbox
     from orchestrator.pipeline import Orchestrator
     from orchestrator.ports import PrProvider
     from orchestrator.review import ReviewFlow
@@ -167,6 +169,29 @@ class App:
             orchestrator=self.orchestrator,
             now=self.clock.now,
         )
+
+    @cached_property
+    def notifier(self) -> Notifier:
+        from orchestrator.notify.notifier import OutboxNotifier
+
+        return OutboxNotifier.from_settings(self.settings.notifications, self.outbox)
+
+    @cached_property
+    def outbox(self) -> SqlOutbox:
+        from orchestrator.notify.sql_outbox import SqlOutbox
+
+        self.store  # noqa: B018  (the store migrates the database first)
+        return self._resources.enter_context(
+            SqlOutbox.open(self.settings.database_url, migrate=False, clock=self.clock)
+        )
+
+    def deliver_notifications(self) -> int:
+        """Send what is due in the outbox now (``apx serve`` does this on a timer)."""
+        from orchestrator.notify.delivery import Deliverer, http_client
+
+        notifications = self.settings.notifications
+        with http_client(notifications) as client:
+            return Deliverer.from_settings(notifications, self.outbox, client, self.clock).deliver_due()
 
     def close(self) -> None:
         """Release what was opened (the review checkpointer's connection, the database pool)."""

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from orchestrator import logs
+from orchestrator.approvals import ROLLBACK_AGENT
 from orchestrator.decision import Decision, Status
 from orchestrator.records import CanaryWatch
 
@@ -92,7 +93,7 @@ class CanaryWatcher:
 
     def watch(self, decision: Decision) -> None:
         """Start watching a change that just landed (not apx's own rollbacks)."""
-        if not self._settings.enabled or decision.agent == "apx-rollback":
+        if not self._settings.enabled or decision.agent == ROLLBACK_AGENT:
             return
         started = decision.decided_at or self._now()
         self._store.watch_canary(

@@ -32,6 +32,7 @@ import structlog
 from langgraph.graph import END, START, StateGraph
 
 from orchestrator import admission, approvals
+from orchestrator.approvals import ROLLBACK_AGENT
 from orchestrator.canonical import dedupe_key
 from orchestrator.changeset import (
     Environment,
@@ -75,10 +76,6 @@ _LANDED = frozenset({Status.APPLIED, Status.MERGED})
 
 class Store(IntentStore, BreakerStore, ReviewStore, Protocol):
     """The intent log, the breakers and the PRs, kept in one database."""
-
-
-#: The agent name of apx's own rollback intents (never an agent's, never a reviewer's).
-ROLLBACK_AGENT = "apx-rollback"
 
 
 class _State(TypedDict, total=False):

@@ -10,10 +10,13 @@ retried later but never undoes or fails a decision.
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestrator import logs
+from orchestrator.approvals import ROLLBACK_AGENT
+from orchestrator.canary import CANARY_ACTOR
 from orchestrator.decision import Decision, Status
+from orchestrator.notify.events import Kind, Notification
 from orchestrator.records import BreakerState, PullRequestView
 
 if TYPE_CHECKING:
@@ -33,18 +36,58 @@ class Reactions:
             self._pr_opened(decision)
         elif decision.status is Status.APPLIED:
             self._app.canary.watch(decision)
+            self._rolled_back(decision)
 
     def pr_changed(self, kind: str, pr: PullRequestView, message: str) -> None:
         """A review moved a PR on (``pr.approved``, ``pr.rejected``, ``pr.merged``)."""
         log.info(kind, pr=pr.id, intent_id=pr.intent.record.id, message=message)
+        record = pr.intent.record
+        self._notify(
+            Kind(kind),
+            tenant=record.tenant,
+            environment=record.environment,
+            intent_id=record.id,
+            trace_id=record.trace_id,
+            summary=f"PR {pr.id} ({record.agent}, {' '.join(record.targets)}): {message}",
+            url=(pr.publication or {}).get("url"),
+        )
         if kind == "pr.merged" and pr.intent.decision is not None:
-            try:
-                self._app.canary.watch(pr.intent.decision)
-            except Exception:
-                log.exception("canary.watch_failed", intent_id=pr.intent.record.id)
+            self._app.canary.watch(pr.intent.decision)
+            self._rolled_back(pr.intent.decision)
 
     def breaker_changed(self, state: BreakerState, *, event: str) -> None:
-        log.info("breaker.changed", tenant=state.tenant, environment=state.environment, event=event)
+        tripped = event == "tripped"
+        self._notify(
+            Kind.BREAKER_TRIPPED if tripped else Kind.BREAKER_RESET,
+            tenant=state.tenant,
+            environment=state.environment,
+            intent_id=state.tripped_by if tripped else None,
+            summary=(
+                f"circuit breaker for {state.tenant}/{state.environment} tripped: {state.reason}"
+                if tripped
+                else f"circuit breaker for {state.tenant}/{state.environment} reset by {state.reset_by}"
+            ),
+        )
+
+    def _rolled_back(self, decision: Decision) -> None:
+        """A rollback landed: say so (an automatic one as ``canary.rolled_back``)."""
+        if decision.agent != ROLLBACK_AGENT:
+            return
+        view = self._app.store.get(decision.intent_id)
+        if view is None:
+            return
+        rationale = str((view.record.document.get("spec") or {}).get("rationale", ""))
+        self._notify(
+            Kind.CANARY_ROLLED_BACK if CANARY_ACTOR in rationale else Kind.INTENT_ROLLED_BACK,
+            tenant=decision.tenant,
+            environment=decision.environment,
+            intent_id=view.record.caused_by,
+            trace_id=decision.trace_id,
+            summary=f"{view.record.caused_by} rolled back by {decision.intent_id}: {rationale}"[:1000],
+        )
+
+    def _notify(self, kind: Kind, **fields: Any) -> None:
+        self._app.notifier.notify(Notification(kind=kind, at=self._app.clock.now(), **fields))
 
     def _pr_opened(self, decision: Decision) -> None:
         assert decision.pr is not None
@@ -52,6 +95,15 @@ class Reactions:
         publication = self._app.provider.publish(pr, title=pr_title(decision), body=pr_body(decision))
         self._app.store.update_pull_request(pr.id, publication=asdict(publication))
         self._app.reviews.opened(pr.id)
+        self._notify(
+            Kind.PR_OPENED,
+            tenant=decision.tenant,
+            environment=decision.environment,
+            intent_id=decision.intent_id,
+            trace_id=decision.trace_id,
+            summary=f"{decision.agent} opened PR {pr.id} for {decision.environment}: review it",
+            url=publication.url,
+        )
 
 
 def pr_title(decision: Decision) -> str:

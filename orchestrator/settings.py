@@ -27,6 +27,7 @@ from pydantic_settings import (
 )
 
 from orchestrator.errors import BadInput
+from orchestrator.notify.settings import NotificationSettings
 from orchestrator.pr_settings import PrProviderSettings
 from orchestrator.windows import ChangeWindow
 
@@ -185,6 +186,8 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     audit: AuditSettings = AuditSettings()
     canary: CanarySettings = CanarySettings()
+    #: Webhooks told of breaker trips, PRs, merges and rollbacks (docs/how-to/notifications.md).
+    notifications: NotificationSettings = NotificationSettings()
     #: Where PRs are shown to reviewers: ``local`` (the branch and apx's record) or ``github``.
     pr_provider: PrProviderSettings = PrProviderSettings()
     retention: RetentionSettings = RetentionSettings()
