@@ -43,6 +43,8 @@ app.add_typer(policy_app, name="policy")
 audit_app = typer.Typer(help="Verify, prove and export the tamper-evident audit log.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
 app.add_typer(audit_app, name="audit")
+notify_app = typer.Typer(help="Webhook notifications: deliver what is due.", no_args_is_help=True)
+app.add_typer(notify_app, name="notify")
 canary_app = typer.Typer(
     help="Watch changes for error-rate regressions; roll them back.", no_args_is_help=True
 )
@@ -863,6 +865,54 @@ def rollback(
     else:
         _print_decision(decision)
     raise typer.Exit(decision.exit_code)
+
+
+# -- worker --------------------------------------------------------------------------
+
+
+@app.command()
+def worker(
+    run_for: Annotated[
+        str | None, typer.Option("--for", help="Stop after this long (default: until interrupted).")
+    ] = None,
+    home: HomeOption = None,
+) -> None:
+    """Run the periodic jobs in the foreground: drain queued intents (change windows), judge
+    canaries, expire reviews, deliver notifications, prune payloads, sign audit checkpoints.
+
+    `apx serve` runs the same jobs beside the API; this is for installations without it.
+    """
+    import time
+
+    from orchestrator.scheduler import build_scheduler
+    from orchestrator.settings import parse_duration
+
+    try:
+        limit = parse_duration(run_for).total_seconds() if run_for else None
+    except ValueError as exc:
+        raise BadInput(f"--for: {exc}") from exc
+    application = _app(home)
+    scheduler = build_scheduler(application)
+    scheduler.start()
+    jobs = ", ".join(job.id for job in scheduler.get_jobs())
+    _out(f"apx worker: running {jobs}" + (f" for {run_for}" if run_for else " (Ctrl-C stops)"))
+    started = time.monotonic()
+    try:
+        while limit is None or time.monotonic() - started < limit:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        scheduler.shutdown(wait=True)
+        application.close()
+
+
+@notify_app.command("deliver")
+def notify_deliver(home: HomeOption = None) -> None:
+    """Post the webhook notifications that are due now (retries follow their backoff)."""
+    application = _app(home)
+    delivered = application.deliver_notifications()
+    _out(f"delivered {delivered} notifications; {application.outbox.pending_count()} still pending")
 
 
 # -- canary --------------------------------------------------------------------------

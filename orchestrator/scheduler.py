@@ -69,6 +69,12 @@ def drain_queued(app: App) -> None:
         app.orchestrator.drain(environment)
 
 
+def deliver_notifications(app: App) -> None:
+    """Post due webhook notifications (retries with backoff are the outbox's business)."""
+    if app.settings.notifications.webhooks:
+        app.deliver_notifications()
+
+
 def build_scheduler(app: App, *, scheduler: BaseScheduler | None = None) -> BaseScheduler:
     """A scheduler (not started) holding the control plane's periodic jobs."""
     scheduler = scheduler or BackgroundScheduler(timezone=UTC)
@@ -93,6 +99,7 @@ def build_scheduler(app: App, *, scheduler: BaseScheduler | None = None) -> Base
         (check_canaries, app.settings.canary.check_every.total_seconds(), "judge canaries"),
         (expire_reviews, 60.0, "expire unanswered review requests"),
         (drain_queued, 30.0, "decide queued intents (change windows)"),
+        (deliver_notifications, app.settings.notifications.interval.total_seconds(), "deliver notifications"),
     ):
         scheduler.add_job(
             job,
