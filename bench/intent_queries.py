@@ -511,7 +511,7 @@ def workloads(s: Samples, store: SqlIntentStore) -> dict[str, Callable[[random.R
             environment=r.choice(s.environments), status=r.choice(s.statuses), limit=limit
         ),
         "tenant": lambda r: IntentQuery(tenant=r.choice(s.tenants), limit=limit),
-        "tenant + agent + env": lambda r: IntentQuery(
+        "(info) tenant + agent + env": lambda r: IntentQuery(
             tenant=r.choice(s.tenants),
             agent=r.choice(s.agents),
             environment=r.choice(s.environments),
@@ -553,7 +553,7 @@ def stats(seconds: list[float]) -> dict[str, float]:
     return {"n": len(ms), "p50_ms": statistics.median(ms), "p95_ms": rank(0.95), "max_ms": ms[-1]}
 
 
-def bench(db: Database, n: int, warmup: int) -> dict[str, Any]:
+def bench(db: Database, n: int, warmup: int, only: str | None) -> dict[str, Any]:
     rng = random.Random(7)
     s = samples(db.engine, rng)
     results: dict[str, Any] = {}
@@ -573,6 +573,8 @@ def bench(db: Database, n: int, warmup: int) -> dict[str, Any]:
         raw.close()
     with SqlIntentStore.open(db.url, migrate=False) as store:
         for name, make in workloads(s, store).items():
+            if only and only not in name:
+                continue
             queries = [make(rng) for _ in range(n + warmup)]
             found: list[int] = []
             for q in queries[:warmup]:
@@ -658,6 +660,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-sqlite", action="store_true", help="bench PostgreSQL only")
     parser.add_argument("--fresh", action="store_true", help="re-seed even if a log of this size is there")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--only", help="run only the filters whose name contains this")
     args = parser.parse_args(argv)
     if args.rows < SHOWN * 2 or args.n < 1:
         parser.error(f"--rows must be at least {SHOWN * 2} and --n at least 1")
@@ -682,7 +685,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"PostgreSQL: {make_url(args.database_url).render_as_string()}", file=sys.stderr)
         databases.append(pg_database(args.database_url, args.pg_schema, args.rows, fresh=args.fresh))
     for db, seeded in databases:
-        results[db.name] = {"seed_seconds": seeded, "filters": bench(db, args.n, args.warmup)}
+        load_before = os.getloadavg()[0]
+        filters = bench(db, args.n, args.warmup, args.only)
+        # Other work on the machine moves these figures: say how busy it was.
+        load = (load_before, os.getloadavg()[0])
+        results[db.name] = {"seed_seconds": seeded, "load_average": load, "filters": filters}
         db.engine.dispose()
 
     env = results["environment"]
@@ -692,7 +699,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for db, seeded in databases:
         took = f"seeded in {seeded:.0f} s ({args.rows / seeded:,.0f} intents/s)" if seeded else "reused"
-        print(f"\n{table(f'{db.name} ({took})', results[db.name]['filters'])}")
+        before, after = results[db.name]["load_average"]
+        title = f"{db.name} ({took}; load average {before:.1f} before, {after:.1f} after)"
+        print(f"\n{table(title, results[db.name]['filters'])}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
         print(f"wrote {args.json}")
