@@ -18,8 +18,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from orchestrator.decision import ADMITTED, Status
+from orchestrator.durations import format_duration
 from orchestrator.records import BreakerState, RecentIntent
-from orchestrator.settings import AdmissionSettings, format_duration
+from orchestrator.settings import AdmissionSettings
 
 
 @dataclass(frozen=True, kw_only=True)

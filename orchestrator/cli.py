@@ -178,7 +178,7 @@ if TYPE_CHECKING:
 
 def parse_since(text: str, *, now: datetime, option: str = "--since") -> datetime:
     """A duration ago (``10m``) or an ISO timestamp (naive means UTC); errors name ``option``."""
-    from orchestrator.settings import parse_duration
+    from orchestrator.durations import parse_duration
 
     try:
         return now - parse_duration(text)
@@ -884,8 +884,8 @@ def worker(
     """
     import time
 
+    from orchestrator.durations import parse_duration
     from orchestrator.scheduler import build_scheduler
-    from orchestrator.settings import parse_duration
 
     try:
         limit = parse_duration(run_for).total_seconds() if run_for else None
@@ -1256,8 +1256,8 @@ def intents_prune(
     home: HomeOption = None,
 ) -> None:
     """Run retention now: prune old intents' payloads, keeping their rows, digests and audit entries."""
+    from orchestrator.durations import format_duration, parse_duration
     from orchestrator.scheduler import prune_payloads
-    from orchestrator.settings import format_duration, parse_duration
 
     application = _app(home)
     try:
@@ -1321,7 +1321,7 @@ def _dataplane_environments(application: App, wanted: list[str] | None) -> dict[
 def _positive_duration(text: str, option: str) -> timedelta:
     from datetime import timedelta
 
-    from orchestrator.settings import parse_duration
+    from orchestrator.durations import parse_duration
 
     try:
         value = parse_duration(text)

@@ -46,6 +46,7 @@ from orchestrator.changeset import (
 from orchestrator.clock import Clock
 from orchestrator.cumulative import routes_in_window
 from orchestrator.decision import ADMITTED, Check, Decision, PullRequestRef, Rollback, Status
+from orchestrator.durations import format_duration
 from orchestrator.errors import ApxError, BadInput, BranchMoved, NotFound, UnknownEnvironment
 from orchestrator.ids import new_intent_id, new_trace_id
 from orchestrator.intent import Intent, check_name
@@ -61,7 +62,7 @@ from orchestrator.ports import (
     Snapshot,
 )
 from orchestrator.records import BreakerState, IntentRecord, IntentView, PullRequestView
-from orchestrator.settings import Settings, format_duration
+from orchestrator.settings import Settings
 from orchestrator.verdict import Verdict, combine
 from orchestrator.windows import WindowState, window_state
 from validators import ValidationContext, Validator, blast_radius, run_chain

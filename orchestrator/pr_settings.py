@@ -5,28 +5,25 @@
 :func:`orchestrator.pr_providers.build_provider`. It lives apart from the
 providers because the I/O-free core imports ``orchestrator.settings``, and the
 providers import httpx and structlog.
-
-Durations reuse :func:`orchestrator.settings.parse_duration`, looked up when a
-value is parsed: ``orchestrator.settings`` imports this module, and a top-level
-import back would be a cycle.
+Durations use the shared syntax of :mod:`orchestrator.durations`.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     field_validator,
     model_validator,
 )
+
+from orchestrator.durations import Duration
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -52,22 +49,6 @@ def check_github_name(field: str, value: str, pattern: re.Pattern[str]) -> str:
     return value
 
 
-def _duration(value: Any) -> timedelta:
-    # orchestrator.settings embeds PrProviderSettings, so it imports this module: import it late.
-    from orchestrator.settings import parse_duration
-
-    return parse_duration(value)
-
-
-def _show_duration(value: timedelta) -> str:
-    from orchestrator.settings import format_duration
-
-    return format_duration(value)
-
-
-_Duration = Annotated[timedelta, BeforeValidator(_duration), PlainSerializer(_show_duration, return_type=str)]
-
-
 class GitHubSettings(BaseModel):
     """Where the GitHub PRs go. The token is never here: only the name of the variable holding it."""
 
@@ -86,11 +67,11 @@ class GitHubSettings(BaseModel):
     api_url: str = DEFAULT_API_URL
     #: Retries after a 5xx or a network failure; each waits ``backoff``, doubling.
     retries: int = Field(default=3, ge=0, le=10)
-    backoff: _Duration = timedelta(milliseconds=500)
+    backoff: Duration = timedelta(milliseconds=500)
     #: Per HTTP request.
-    timeout: _Duration = timedelta(seconds=30)
+    timeout: Duration = timedelta(seconds=30)
     #: Per ``git push``; a config repo push is small, but the first may carry its history.
-    push_timeout: _Duration = timedelta(minutes=2)
+    push_timeout: Duration = timedelta(minutes=2)
 
     @field_validator("owner")
     @classmethod

@@ -13,53 +13,23 @@ honoured as a shortcut), then ``apx.yaml``, then the defaults below.
 from __future__ import annotations
 
 import os
-import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
+from orchestrator.durations import Duration
 from orchestrator.errors import BadInput
 from orchestrator.notify.settings import NotificationSettings
 from orchestrator.pr_settings import PrProviderSettings
 from orchestrator.windows import ChangeWindow
-
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-
-
-def parse_duration(value: Any) -> timedelta:
-    """``90s``/``5m``/``1h``/``2d``/``250ms`` or a number of seconds → timedelta."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    match = _DURATION_RE.match(str(value))
-    if not match:
-        raise ValueError(f"{value!r} is not a duration; use e.g. 90s, 5m, 1h or a number of seconds")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
-
-
-def format_duration(value: timedelta) -> str:
-    seconds = value.total_seconds()
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
-
-
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str),
-]
 
 
 class _Section(BaseModel):

@@ -638,15 +638,10 @@ class SqlIntentStore:
 
     def query(self, query: IntentQuery) -> list[IntentView]:
         c = _intents.c
-        limit = max(query.limit, 0)
-        filters = _filters(query)
         with self._transaction("query the intent log") as conn:
             # Two steps: find the page's sequence numbers (from indexes alone where the
             # filters allow, sorting integers rather than whole rows), then read those rows.
-            if query.target is None:
-                page = select(c.seq).where(*filters).order_by(c.seq.desc()).limit(limit)
-            else:
-                page = _target_page(conn, query.target, filters, limit)
+            page = _page(conn, query)
             return self._views(conn, select(_intents).where(c.seq.in_(page)).order_by(c.seq.desc()))
 
     def recent(
@@ -841,6 +836,16 @@ class SqlIntentStore:
             )
             for r in rows
         ]
+
+
+def _page(conn: Connection, query: IntentQuery) -> Select[Any]:
+    """The sequence numbers of the intents ``query`` asks for, newest first, at most ``limit``."""
+    c = _intents.c
+    limit = max(query.limit, 0)
+    filters = _filters(query)
+    if query.target is not None:
+        return _target_page(conn, query.target, filters, limit)
+    return select(c.seq).where(*filters).order_by(c.seq.desc()).limit(limit)
 
 
 def _filters(query: IntentQuery) -> list[ColumnElement[bool]]:

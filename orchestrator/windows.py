@@ -43,6 +43,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, field_validator
 from pydantic_core import PydanticCustomError
 
+from orchestrator.durations import format_duration, parse_duration
+
 if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger
 
@@ -58,26 +60,16 @@ _STEP_BUDGET = 4000
 
 
 def _parse_duration(value: Any) -> timedelta:
-    # settings.py imports this module (EnvironmentSettings.windows), so the shared
-    # duration syntax is imported when a window is validated, not at import time.
-    from orchestrator.settings import parse_duration
-
     try:
         return parse_duration(value)
     except ValueError as exc:
         raise PydanticCustomError("duration", "{problem}", {"problem": str(exc)}) from exc
 
 
-def _format_duration(value: timedelta) -> str:
-    from orchestrator.settings import format_duration
-
-    return format_duration(value)
-
-
 _WindowDuration = Annotated[
     timedelta,
     BeforeValidator(_parse_duration),
-    PlainSerializer(_format_duration, return_type=str),
+    PlainSerializer(format_duration, return_type=str),
 ]
 
 _FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
@@ -135,7 +127,7 @@ class ChangeWindow(BaseModel):
     @property
     def label(self) -> str:
         """How reasons name the window: ``'0 16 * * 5' +64h Europe/Berlin``."""
-        return f"'{self.schedule}' +{_format_duration(self.duration)} {self.timezone}"
+        return f"'{self.schedule}' +{format_duration(self.duration)} {self.timezone}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,7 +154,7 @@ def window_state(
         return WindowState(open=True, reason="no change windows: auto-apply at any time", until=None)
     active = [_active(window, now) for window in windows]
     is_open = _allows(windows, active)
-    searched = f"within {_format_duration(horizon)}"
+    searched = f"within {format_duration(horizon)}"
     try:
         until = _next_change(windows, active, now=now, end=now + horizon)
     except _OutOfSteps:

@@ -4,29 +4,23 @@
 ``notifications``; the composition root hands it to
 :meth:`orchestrator.notify.notifier.OutboxNotifier.from_settings` and
 :meth:`orchestrator.notify.delivery.Deliverer.from_settings`.
-
-Durations reuse :func:`orchestrator.settings.parse_duration`, looked up when a
-value is parsed rather than imported at the top: ``orchestrator.settings``
-imports this module to nest the section, and a top-level import back would be
-a cycle that breaks whichever module is imported first.
+Durations use the shared syntax of :mod:`orchestrator.durations`.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     field_validator,
     model_validator,
 )
 
+from orchestrator.durations import Duration
 from orchestrator.notify.events import Format, Kind
 from orchestrator.notify.urls import check_http_url, redact_url
 
@@ -36,25 +30,6 @@ __all__ = ["NotificationSettings", "WebhookSettings"]
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _WEBHOOK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _KINDS = tuple(k.value for k in Kind)
-
-
-def _duration(value: Any) -> timedelta:
-    from orchestrator.settings import parse_duration
-
-    return parse_duration(value)
-
-
-def _format_duration(value: timedelta) -> str:
-    from orchestrator.settings import format_duration
-
-    return format_duration(value)
-
-
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(_duration),
-    PlainSerializer(_format_duration, return_type=str),
-]
 
 
 class WebhookSettings(BaseModel):

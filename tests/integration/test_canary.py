@@ -51,7 +51,7 @@ def test_a_change_that_raises_the_error_rate_is_rolled_back_automatically(
     assert [w.intent_id for w in app.store.canaries(status="watching")] == [hurt.intent_id]
     run_dataplane(app, clock, 40)
 
-    [(watch, judgement)] = app.canary.check()
+    [(_watch, judgement)] = app.canary.check()
     assert judgement.verdict == "rolled_back", judgement.reason
     assert "points worse" in judgement.reason
     assert branch_file(app, "dev", POOL)["spec"]["replicas"] == 4
