@@ -36,30 +36,24 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from collections.abc import Collection, Iterable, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Boolean,
     Column,
-    DateTime,
-    Dialect,
     Engine,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
     cast,
-    create_engine,
-    event,
     exists,
     func,
     select,
@@ -97,15 +91,13 @@ from orchestrator.records import (
     utc,
     utc_or_none,
 )
+from orchestrator.sql_base import SEQ, UtcDateTime, create_engine, one_line, transaction
 
 if TYPE_CHECKING:
     from orchestrator.ports import BreakerStore, IntentStore, PolicyHistory
 
 __all__ = ["SqlIntentStore", "migrate"]
 
-#: How long a SQLite writer waits for another process's write to finish.
-#: Writes here take milliseconds; 30 s only runs out if something is stuck.
-SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: Key of the PostgreSQL advisory lock that serialises concurrent migrations.
 _MIGRATION_LOCK_KEY = 0x41505801  # "APX" + 1
 _MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -114,28 +106,7 @@ _REVISION_FILE = re.compile(r"^(\d{4})_\w+\.py$")
 _IN_CHUNK = 500
 
 
-class UtcDateTime(TypeDecorator[datetime]):
-    """A timestamp that is timezone-aware UTC going in and coming out, on every database."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return utc(value)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        # SQLite hands back the naive UTC value we wrote; PostgreSQL an aware
-        # one in the session's time zone.
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-# Autoincrementing keys: BIGINT on PostgreSQL, but SQLite only aliases the rowid
-# (and so only autoincrements) for a column declared exactly INTEGER.
-_SEQ = BigInteger().with_variant(Integer(), "sqlite")
+_SEQ = SEQ
 
 
 class IntentRow(SQLModel, table=True):
@@ -304,7 +275,7 @@ class SqlIntentStore:
         """Connect lazily to ``url``; the schema must already be migrated (see :meth:`open`)."""
         self._url = url
         self._clock: Clock = clock or SystemClock()
-        self._engine = _create_engine(url)
+        self._engine = create_engine(url)
         # Same pool and listeners; connections from it open with BEGIN IMMEDIATE on SQLite.
         self._writer = self._engine.execution_options(apx_write=True)
 
@@ -788,14 +759,8 @@ class SqlIntentStore:
 
     # -- internals -----------------------------------------------------------
 
-    @contextmanager
-    def _transaction(self, what: str, *, write: bool = False) -> Iterator[Connection]:
-        """One transaction; database errors come out as one-line :class:`StorageError`."""
-        try:
-            with (self._writer if write else self._engine).begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise StorageError(f"could not {what}: {_one_line(exc)}") from exc
+    def _transaction(self, what: str, *, write: bool = False) -> AbstractContextManager[Connection]:
+        return transaction(self._engine, what, write=write)
 
     def _views(self, conn: Connection, stmt: Select[Any]) -> list[IntentView]:
         rows = conn.execute(stmt).all()
@@ -959,44 +924,7 @@ def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
         yield items[start : start + _IN_CHUNK]
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 # -- engines and migrations ----------------------------------------------------
-
-
-def _create_engine(url: str) -> Engine:
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        # pre_ping: `apx serve` outlives server restarts and idle-connection reapers.
-        return create_engine(parsed, pool_pre_ping=True)
-    database = parsed.database or ""
-    if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Autocommit at the driver level: pysqlite would otherwise issue its own
-        # deferred BEGIN, and we need BEGIN IMMEDIATE for writes (see _on_begin).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")
-            cursor.execute("PRAGMA foreign_keys = ON")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        write = connection.get_execution_options().get("apx_write", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-    return engine
 
 
 def head_revision() -> str:
@@ -1015,7 +943,7 @@ def migrate(url: str) -> None:
     Cheap when already up to date; safe when several processes call it on a
     new database at once (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: an advisory lock).
     """
-    engine = _create_engine(url)
+    engine = create_engine(url)
     try:
         _migrate(engine)
     finally:
@@ -1053,7 +981,7 @@ def _upgrade(engine: Engine) -> None:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
     except SQLAlchemyError as exc:
-        raise StorageError(f"could not migrate the intent log: {_one_line(exc)}") from exc
+        raise StorageError(f"could not migrate the intent log: {one_line(exc)}") from exc
     except CommandError as exc:
         # e.g. a database written by a newer apx than this one
         raise StorageError(f"could not migrate the intent log: {exc}") from exc

@@ -19,19 +19,18 @@ tenant) and only ever appended, read by time range, and pruned, so:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, Column, Float, Index, Integer, String, delete, select
-from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Field, SQLModel
 
 from orchestrator.dataplane.metrics import POOL, Metric, Sample, weighted_error_rate
-from orchestrator.errors import StorageError
 from orchestrator.records import utc
+from orchestrator.sql_base import create_engine, transaction
 
 __all__ = ["MetricSampleRow", "SqlMetricsStore"]
 
@@ -90,7 +89,7 @@ class SqlMetricsStore:
 
         if migrate:
             sql_store.migrate(url)
-        return cls(sql_store._create_engine(url))
+        return cls(create_engine(url))
 
     def close(self) -> None:
         self._engine.dispose()
@@ -170,17 +169,8 @@ class SqlMetricsStore:
                     break
         return pruned
 
-    @contextmanager
-    def _transaction(self, what: str, *, write: bool = False) -> Iterator[Connection]:
-        """One transaction; database errors come out as one-line :class:`StorageError`."""
-        try:
-            with (self._writer if write else self._engine).begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            text = str(getattr(exc, "orig", None) or exc).strip()
-            first = text.splitlines()[0] if text else type(exc).__name__
-            where = make_url(self._engine.url).render_as_string(hide_password=True)
-            raise StorageError(f"could not {what} ({where}): {first}") from exc
+    def _transaction(self, what: str, *, write: bool = False) -> AbstractContextManager[Connection]:
+        return transaction(self._engine, what, write=write)
 
 
 def _sample(row: Any) -> Sample:

@@ -22,38 +22,35 @@ rows neither delivered nor given up), so delivered history does not slow it.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
-    DateTime,
-    Dialect,
     Engine,
     Index,
     Integer,
     String,
     Text,
-    TypeDecorator,
     func,
     select,
     text,
     update,
 )
 from sqlalchemy.engine import Connection, Row
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Field, SQLModel
 
 from orchestrator.clock import Clock, SystemClock
-from orchestrator.errors import NotFound, StorageError
+from orchestrator.errors import NotFound
 from orchestrator.notify.events import Notification, render
 from orchestrator.notify.outbox import CLAIM_LEASE, Delivery, DeliveryState, clip_error
 from orchestrator.records import utc
+from orchestrator.sql_base import UtcDateTime, create_engine, transaction
 
 if TYPE_CHECKING:
     from orchestrator.notify.outbox import Outbox
@@ -64,26 +61,6 @@ __all__ = ["NotificationOutboxRow", "SqlOutbox"]
 _SEQ = BigInteger().with_variant(Integer(), "sqlite")
 #: Rows still to be sent: what the partial index covers and every claim filters on.
 _UNFINISHED = "delivered_at IS NULL AND gave_up_at IS NULL"
-
-
-class _UtcDateTime(TypeDecorator[datetime]):
-    """Aware UTC in and out, as :class:`orchestrator.sql_store.UtcDateTime`.
-
-    Not imported from there: ``sql_store`` imports this module to register the
-    table, so importing back would be a cycle. Same ``impl``, so the migration
-    comparison sees the same type.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else utc(value)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class NotificationOutboxRow(SQLModel, table=True):
@@ -99,7 +76,7 @@ class NotificationOutboxRow(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, sa_column=Column(_SEQ, primary_key=True, autoincrement=True))
-    created_at: datetime = Field(sa_column=Column(_UtcDateTime(), nullable=False))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     #: The notification's kind (``pr.opened``), for filtering what failed.
     kind: str = Field(sa_column=Column(String(64), nullable=False))
     #: The webhook's name in the settings.
@@ -110,9 +87,9 @@ class NotificationOutboxRow(SQLModel, table=True):
     #: The rendered body, posted as is (JSON, not JSONB: keys stay in order).
     payload: dict[str, Any] = Field(sa_column=Column(JSON(), nullable=False))
     attempts: int = Field(sa_column=Column(Integer(), nullable=False))
-    next_attempt_at: datetime = Field(sa_column=Column(_UtcDateTime(), nullable=False))
-    delivered_at: datetime | None = Field(default=None, sa_column=Column(_UtcDateTime(), nullable=True))
-    gave_up_at: datetime | None = Field(default=None, sa_column=Column(_UtcDateTime(), nullable=True))
+    next_attempt_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    delivered_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    gave_up_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     last_error: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
 
 
@@ -138,7 +115,7 @@ class SqlOutbox:
 
         if migrate:
             sql_store.migrate(url)
-        return cls(sql_store._create_engine(url), clock=clock)
+        return cls(create_engine(url), clock=clock)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -241,16 +218,8 @@ class SqlOutbox:
             ):
                 raise NotFound(f"no notification delivery {delivery_id} in the outbox")
 
-    @contextmanager
-    def _transaction(self, what: str, *, write: bool = False) -> Iterator[Connection]:
-        """One transaction; database errors come out as one-line :class:`StorageError`."""
-        try:
-            with (self._writer if write else self._engine).begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            detail = str(getattr(exc, "orig", None) or exc).strip()
-            line = detail.splitlines()[0] if detail else type(exc).__name__
-            raise StorageError(f"could not {what}: {line}") from exc
+    def _transaction(self, what: str, *, write: bool = False) -> AbstractContextManager[Connection]:
+        return transaction(self._engine, what, write=write)
 
 
 def _pending() -> tuple[ColumnElement[bool], ColumnElement[bool]]:
