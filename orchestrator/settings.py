@@ -252,4 +252,10 @@ audit:
 retention:
   payloads: 365d                                      # prune intent payloads older than this (null: never)
   every: 1h
+canary:
+  window: 5m                                          # after a change lands, compare its error rate...
+  margin: 5.0                                         # ...and roll it back when worse by more points than this
+pr_provider: {{kind: local}}                          # or github: docs/how-to/github-pull-requests.md
+notifications:
+  webhooks: []                                        # [{{name, url, format: json|slack, events}}]
 """
