@@ -1469,6 +1469,61 @@ def _pool_table(pools: list[PoolSummary], *, since: str) -> None:
     Console(width=200).print(table)
 
 
+# -- agents --------------------------------------------------------------------------
+
+agents_app = typer.Typer(
+    help="Run the Builder, Optimizer and Security agents on demand (they submit like anyone else).",
+    no_args_is_help=True,
+)
+app.add_typer(agents_app, name="agents")
+
+
+class AgentName(StrEnum):
+    builder = "builder"
+    optimizer = "optimizer"
+    security = "security"
+
+
+@agents_app.command("run")
+def agents_run(
+    name: Annotated[AgentName, typer.Argument(help="builder, optimizer or security.")],
+    env: Annotated[
+        str | None, typer.Option("--env", help="Environment (default: agents.<name>.environment, dev).")
+    ] = None,
+    request: Annotated[
+        str | None,
+        typer.Option(
+            "--request", help="What the Builder should build: 'expose /v2/refunds on payments-api with auth'."
+        ),
+    ] = None,
+    tenant: Annotated[str, typer.Option("--tenant", help="The tenant the agent acts for.")] = "acme",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run as one JSON object.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Run one agent once: observe, plan, propose, submit; print what it did and the decision.
+
+    Exit code follows the decision (0 accepted, 1 rejected, 3 held); 0 when there is nothing
+    to propose; 1 when the proposal was not a valid intent (refused before submission).
+    """
+    from agents.runner import run_agent
+
+    application = _app(home)
+    done = run_agent(application, name.value, environment=env, tenant=tenant, request=request)
+    application.audit.checkpoint()
+    if as_json:
+        _out(done.model_dump_json())
+    else:
+        _out(f"{done.agent} ({done.planner}) observed {done.observed}")
+        if done.decision is None:
+            _out(done.summary())
+        else:
+            _out(f"proposed: {done.proposal}")
+            if done.caused_by:
+                _out(f"  caused by: {done.caused_by}")
+            _print_decision(done.decision)
+    raise typer.Exit(done.exit_code)
+
+
 # -- demo ----------------------------------------------------------------------------
 
 

@@ -1,12 +1,19 @@
-"""``apx demo``: the pipeline end to end on the embedded default, in seconds.
+"""``apx demo``: the control plane end to end on the embedded default, in seconds.
 
-It makes a fresh home (SQLite, a local git repo), then plays a short story
-of agent intents against the seeded tenant and prints what happened to each:
-an applied dev change, a duplicate, a rate-limited retry, a rejection by
-schema, by reference and by Rego policy, a prod PR, two concurrent proposals sequenced into
-one apply and one conflict, and the circuit breaker tripping; then it checks
-the commit signatures and verifies the audit log. Every intent is
-a real submission through :class:`~orchestrator.pipeline.Orchestrator`.
+It makes a fresh home (SQLite, a local git repo), starts the reference data
+plane on a simulated clock, and plays a story through the real pipeline:
+- an applied dev change, a duplicate, a rate-limited retry;
+- rejections by schema, by reference and by Rego policy (0.0.0.0/0);
+- two concurrent proposals sequenced into one apply and one conflict;
+- the Builder agent turning a request into a Route;
+- a prod PR, then the circuit breaker tripping;
+- a human approving the PR, which merges with a signed merge commit;
+- a prod change that raises the error rate, rolled back by the canary through
+  a rollback PR a second human approves.
+
+Then it checks the commit signatures and verifies the audit log, and prints a
+summary table. Still to come (issue 6): the Optimizer and Security agents
+acting on their own, and the Builder↔Optimizer loop.
 """
 
 from __future__ import annotations
@@ -14,26 +21,54 @@ from __future__ import annotations
 import copy
 import subprocess
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from agents.runner import run_agent
 from orchestrator.bootstrap import build
+from orchestrator.dataplane.runner import DataPlane
 from orchestrator.decision import Decision, Status
 from orchestrator.home import init_home
 from orchestrator.intent import Intent
 from orchestrator.seed import seed_files
+from orchestrator.settings import load_settings
+from orchestrator.testing import FrozenClock
 
 
 def _intent(environment: str, rationale: str, *changes: tuple[str, dict[str, Any]]) -> Intent:
     return Intent.of(*changes, tenant="acme", environment=environment, rationale=rationale)
 
 
+#: Simulated seconds between two data-plane ticks.
+TICK = 10
+
+
 def run_demo(home: Path, *, echo: Callable[[str], None]) -> int:
-    """Run the story; return 0 when every step ended as the story expects."""
+    """Run the story; return 0 when every step ended as the story expects.
+
+    Time is simulated (a clock apx is handed, moved by the story): the canary's
+    minute of watching and the data plane's ticks take no wall-clock time.
+    """
     init_home(home, force=True)
-    app = build(home)
+    settings = load_settings(home)
+    settings = settings.model_copy(
+        update={"canary": settings.canary.model_copy(update={"window": timedelta(seconds=60)})}
+    )
+    clock = FrozenClock(datetime.now(UTC))
+    app = build(home, settings=settings, clock=clock)
+    plane = DataPlane(
+        repo=app.repo, metrics=app.metrics, clock=clock, environments={"dev": "dev", "prod": "prod"}
+    )
+
+    def elapse(seconds: int) -> None:
+        for _ in range(seconds // TICK):
+            plane.tick()
+            clock.advance(TICK)
+
+    elapse(60)  # the data plane serves both environments: a baseline for canaries
     seed: dict[str, dict[str, Any]] = {path: yaml.safe_load(text) for path, text in seed_files().items()}
 
     def edited(path: str, **spec: Any) -> dict[str, Any]:
@@ -106,12 +141,17 @@ def run_demo(home: Path, *, echo: Callable[[str], None]) -> int:
         assert view is not None and view.decision is not None
         results.append((title, agent, expected, view.decision))
 
-    step(
-        "builder exposes /v2/refunds with a 5% canary",
-        "builder",
-        Status.APPLIED,
-        _intent("dev", "expose v2 refunds", ("create", refunds_route)),
+    built = run_agent(
+        app, "builder", environment="dev", request="expose /v2/refunds on payments-api with auth, 5% canary"
     )
+    if built.decision is not None:
+        view = app.store.get(built.decision.intent_id)
+        assert view is not None and view.decision is not None
+        results.append(
+            ('Builder agent: "expose /v2/refunds … 5% canary"', "builder", Status.APPLIED, view.decision)
+        )
+    else:
+        echo(f"✗ Builder agent proposed nothing: {built.reason}")
     step(
         "security drops 192.168.0.0/16 from edge in prod",
         "security",
@@ -129,6 +169,41 @@ def run_demo(home: Path, *, echo: Callable[[str], None]) -> int:
         ),
     )
 
+    # A human reviews the prod PR: approved, re-validated, merged with a signed merge commit.
+    app.reviews.approve(results[-2][3].intent_id, by="alice", comment="matches the network plan")
+    merged_view = app.store.get(results[-2][3].intent_id)
+    assert merged_view is not None and merged_view.decision is not None
+    results.append(("alice approves security's prod PR", "alice", Status.MERGED, merged_view.decision))
+
+    # A prod change that hurts: approved, merged, then the canary sees errors and rolls it back.
+    elapse(310)  # five simulated minutes: the rate limit passes, the data plane keeps serving
+    hurt = orchestrator.submit(
+        _intent(
+            "prod",
+            "cut checkout cost overnight",
+            ("update", edited(pool, replicas=1, minReplicas=1)),
+        ),
+        agent="optimizer",
+    )
+    if hurt.pr is not None:
+        app.reviews.approve(hurt.pr.id, by="alice", comment="overnight only")
+    elapse(60)
+    settled = app.canary.check()
+    rollback_pr = app.store.pull_requests(status="open", environment="prod")
+    if rollback_pr:
+        app.reviews.approve(rollback_pr[0].id, by="bob", comment="canary says so")
+    after = app.store.get(hurt.intent_id)
+    assert after is not None and after.decision is not None
+    results.append(
+        (
+            "optimizer's prod change merged, then auto-rolled back by the canary",
+            "apx-canary",
+            Status.ROLLED_BACK,
+            after.decision,
+        )
+    )
+    canary = [judgement.reason for watch, judgement in settled if watch.intent_id == hurt.intent_id]
+
     ok = True
     for title, agent, expected, decision in results:
         good = decision.status is expected
@@ -142,9 +217,11 @@ def run_demo(home: Path, *, echo: Callable[[str], None]) -> int:
             echo(
                 f"    signed commit {decision.commit[:12]} on {app.settings.branch_of(decision.environment)}"
             )
-        if decision.pr:
+        if decision.pr and decision.status is Status.PR_OPEN:
             echo(f"    PR {decision.pr.id}: branch {decision.pr.branch}; prod untouched")
 
+    if canary:
+        echo(f"    canary on the optimizer's prod change: {canary[0]}")
     verified = subprocess.run(
         ["git", "-C", str(app.settings.repo_path), "verify-commit", "dev"], capture_output=True, text=True
     )
@@ -164,6 +241,23 @@ def run_demo(home: Path, *, echo: Callable[[str], None]) -> int:
         )
     )
     ok &= report.ok
+    _summary(results)
     echo("")
     echo(f"Home: {home}  ·  try: apx intents list --home {home}  ·  apx audit verify --home {home}")
     return 0 if ok else 1
+
+
+def _summary(results: list[tuple[str, str, Status, Decision]]) -> None:
+    """The closing table: every step, who acted, what apx decided, and whether that was the plan."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="apx demo: what happened", show_lines=False)
+    for column in ("", "step", "actor", "expected", "decided"):
+        table.add_column(column)
+    for title, actor, expected, decision in results:
+        good = decision.status is expected
+        table.add_row(
+            "[green]✓[/]" if good else "[red]✗[/]", title, actor, expected.value, decision.status.value
+        )
+    Console(width=140).print(table)

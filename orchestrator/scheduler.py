@@ -109,4 +109,7 @@ def build_scheduler(app: App, *, scheduler: BaseScheduler | None = None) -> Base
             name=name,
             **common,
         )
+    from agents.runner import add_agent_jobs
+
+    add_agent_jobs(scheduler, app)
     return scheduler

@@ -25,6 +25,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from agents.settings import AgentsSettings
 from orchestrator.durations import Duration
 from orchestrator.errors import BadInput
 from orchestrator.notify.settings import NotificationSettings
@@ -156,6 +157,8 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     audit: AuditSettings = AuditSettings()
     canary: CanarySettings = CanarySettings()
+    #: The Builder, Optimizer and Security agents (docs/how-to/add-an-agent.md).
+    agents: AgentsSettings = AgentsSettings()
     #: Webhooks told of breaker trips, PRs, merges and rollbacks (docs/how-to/notifications.md).
     notifications: NotificationSettings = NotificationSettings()
     #: Where PRs are shown to reviewers: ``local`` (the branch and apx's record) or ``github``.
@@ -254,8 +257,8 @@ retention:
   every: 1h
 canary:
   window: 5m                                          # after a change lands, compare its error rate...
-  margin: 5.0                                         # ...and roll it back when worse by more points than this
-pr_provider: {{kind: local}}                          # or github: docs/how-to/github-pull-requests.md
+  margin: 5.0                                         # ...and roll back when it is this many points worse
+pr_provider: {{kind: local}}                          # or github (docs/how-to/github-pull-requests.md)
 notifications:
   webhooks: []                                        # [{{name, url, format: json|slack, events}}]
 """

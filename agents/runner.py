@@ -1,0 +1,112 @@
+"""Running agents: on demand (``apx agents run``) and on the scheduler (``apx serve``).
+
+:data:`AGENTS` is the registry; :func:`run_agent` runs one agent once against
+an :class:`~orchestrator.bootstrap.App` through an
+:class:`~agents.client.InProcessClient` scoped to one tenant (read-only, plus
+submit); :func:`add_agent_jobs` puts the periodic agents on an APScheduler
+scheduler: the Optimizer every ``agents.optimizer.every`` (5m), the Security
+agent every ``agents.security.every`` (1h). The Builder acts on human requests
+only, so it has no job.
+
+The deterministic planners are the default. The composition root passes an LLM
+planner (``planner=``) when models are configured; nothing else changes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import TYPE_CHECKING
+
+from agents.builder import BUILDER
+from agents.client import InProcessClient
+from agents.graph import Agent, AgentRun, Scope, run
+from agents.optimizer import OPTIMIZER
+from agents.security import SECURITY
+from agents.settings import AgentsSettings
+from orchestrator import logs
+from orchestrator.errors import BadInput
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.base import BaseScheduler
+
+    from agents.base import Planner
+    from orchestrator.bootstrap import App
+
+log = logs.get_logger("apx.agents")
+
+AGENTS: dict[str, Agent] = {agent.name: agent for agent in (BUILDER, OPTIMIZER, SECURITY)}
+
+
+def agents_settings(app: App) -> AgentsSettings:
+    """``agents:`` from the installation's settings."""
+    return app.settings.agents
+
+
+def run_agent(
+    app: App,
+    name: str,
+    *,
+    environment: str | None = None,
+    tenant: str = "acme",
+    request: str | None = None,
+    planner: Planner | None = None,
+    settings: AgentsSettings | None = None,
+) -> AgentRun:
+    """Run agent ``name`` once. ``environment`` defaults to ``agents.<name>.environment``."""
+    agent = AGENTS.get(name)
+    if agent is None:
+        raise BadInput(f"no agent {name!r}; agents: {', '.join(AGENTS)}")
+    settings = settings or agents_settings(app)
+    own = getattr(settings, name)
+    if not own.enabled:
+        raise BadInput(f"agent {name!r} is disabled (agents.{name}.enabled in apx.yaml)")
+    if agent.needs_request and not (request and request.strip()):
+        raise BadInput(f"the {name} acts on a request: give one with --request TEXT")
+    scope = Scope(
+        tenant=tenant,
+        environment=environment or own.environment,
+        at=app.clock.now(),
+        request=request,
+    )
+    client = InProcessClient(app, tenant=tenant)
+    return run(agent, client=client, scope=scope, settings=settings, planner=planner)
+
+
+def scheduled_run(app: App, name: str) -> list[AgentRun]:
+    """One scheduled run of ``name`` for every tenant in ``agents.tenants``.
+
+    A tenant whose run fails is logged and the others still run; the job runs
+    again at its next time.
+    """
+    done: list[AgentRun] = []
+    for tenant in agents_settings(app).tenants:
+        try:
+            done.append(run_agent(app, name, tenant=tenant))
+        except Exception:
+            log.exception("agent.run_failed", agent=name, tenant=tenant)
+    app.audit.checkpoint()
+    return done
+
+
+def add_agent_jobs(scheduler: BaseScheduler, app: App) -> list[str]:
+    """Add the periodic agents (enabled ones) to ``scheduler``; returns the job ids."""
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    settings = agents_settings(app)
+    added = []
+    for name, every in (("optimizer", settings.optimizer.every), ("security", settings.security.every)):
+        if not getattr(settings, name).enabled:
+            continue
+        job_id = f"agent-{name}"
+        scheduler.add_job(
+            scheduled_run,
+            IntervalTrigger(seconds=every.total_seconds(), timezone=UTC),
+            args=[app, name],
+            id=job_id,
+            name=f"run the {name} agent",
+            max_instances=1,
+            coalesce=True,
+            replace_existing=True,
+        )
+        added.append(job_id)
+    return added
