@@ -9,7 +9,7 @@ to hide it), or the log is shorter than a checkpoint says (truncated).
 
 The loop does nothing but hashing (no JSON parsing: that happens only to
 explain a problem once one is found), because it must get through a million
-entries in seconds; ``bench/audit.py`` measures it against hashlib's own rate.
+entries in seconds; ``bench/audit_log.py`` measures it against hashlib's own rate.
 """
 
 from __future__ import annotations

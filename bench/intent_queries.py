@@ -72,12 +72,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-# Run as a script, Python puts bench/ first on sys.path, where a module named like one
-# of our packages (bench/audit.py next to the audit package) would shadow it; this
-# bench imports nothing from bench/, so take the directory out.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    del sys.path[0]
-
 from sqlalchemy import create_engine, make_url, pool, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel

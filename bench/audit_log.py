@@ -70,8 +70,8 @@ onto the seeded chain and the whole log verifies.
 No thresholds: this measures, it does not judge; the targets are printed
 beside the figures.
 
-    /work/venv/bin/python bench/audit.py [--entries N] [--appends N] [--database-url URL] [--json out.json]
-    /work/venv/bin/python bench/audit.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
+    /work/venv/bin/python bench/audit_log.py [--entries N] [--appends N] [--database-url URL] [--json out.json]
+    /work/venv/bin/python bench/audit_log.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
 """
 
 from __future__ import annotations
@@ -99,12 +99,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy
+from common import timed
 from sqlalchemy import MetaData, Table, create_engine, text
 from sqlalchemy.engine import Connection, Engine, make_url
-
-# Run as a script, this file's directory comes first on sys.path, and there "audit" is
-# this very file rather than the audit package: step out of the way until it is imported.
-sys.path.pop(0)
 
 from audit.checkpoint import Checkpoint, CheckpointFile, SigningKey
 from audit.entry import AuditEvent
@@ -114,10 +111,6 @@ from audit.sql import AuditEntryRow, SqlAuditStore
 from audit.verify import SourcedCheckpoint, verify
 from orchestrator.ids import new_intent_id, new_trace_id
 from orchestrator.sql_store import SqlIntentStore
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import timed
 
 START = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 POLICY = "apx-default@1.0.0+1a2b3c4d5e6f"
