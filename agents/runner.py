@@ -8,8 +8,9 @@ scheduler: the Optimizer every ``agents.optimizer.every`` (5m), the Security
 agent every ``agents.security.every`` (1h). The Builder acts on human requests
 only, so it has no job.
 
-The deterministic planners are the default. The composition root passes an LLM
-planner (``planner=``) when models are configured; nothing else changes.
+The deterministic planners are the default; when ``llm.models`` is configured,
+:func:`run_agent` plans with :class:`agents.llm.LlmPlanner` instead. Either way the
+proposal is validated the same way before anything is submitted.
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ def run_agent(
         at=app.clock.now(),
         request=request,
     )
+    if planner is None and app.settings.llm.enabled:
+        # Models are configured: plan with them (litellm is imported only now).
+        from agents.llm import LlmPlanner
+
+        planner = LlmPlanner(app.settings.llm, agent=name, instructions=agent.instructions)
     client = InProcessClient(app, tenant=tenant)
     return run(agent, client=client, scope=scope, settings=settings, planner=planner)
 

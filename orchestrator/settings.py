@@ -25,6 +25,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from agents.llm_settings import LlmSettings
 from agents.settings import AgentsSettings
 from orchestrator.durations import Duration
 from orchestrator.errors import BadInput
@@ -159,6 +160,8 @@ class Settings(BaseSettings):
     canary: CanarySettings = CanarySettings()
     #: The Builder, Optimizer and Security agents (docs/how-to/add-an-agent.md).
     agents: AgentsSettings = AgentsSettings()
+    #: Models the agents may plan with (docs/how-to/llm-models.md); none = deterministic planners.
+    llm: LlmSettings = LlmSettings()
     #: Webhooks told of breaker trips, PRs, merges and rollbacks (docs/how-to/notifications.md).
     notifications: NotificationSettings = NotificationSettings()
     #: Where PRs are shown to reviewers: ``local`` (the branch and apx's record) or ``github``.
