@@ -402,6 +402,12 @@ def intents_show(
         for path, diff in view.decision.diff.items():
             _out(f"diff {path}:")
             _out(diff.rstrip("\n"))
+    if view.pruned_at is not None:
+        _out(
+            f"intent: payload pruned by retention at {view.pruned_at.isoformat(timespec='seconds')}; "
+            f"its digest {view.payload_digest} is in the audit log (apx audit export)"
+        )
+        return
     _out("intent:")
     _out(yaml.safe_dump(record.document, sort_keys=False).rstrip("\n"))
 

@@ -149,5 +149,8 @@ def test_pruning_payloads_keeps_the_log_verifiable(own_busy_home: Path) -> None:
     result = apx("intents", "prune", "--older-than", "0s", home=busy_home)
     assert result.returncode == 0 and "pruned the payloads of 2 intents" in result.stdout, result.stdout
     assert apx("audit", "verify", home=busy_home).returncode == 0
+    listed = json.loads(apx("intents", "list", "--status", "applied", "-o", "json", home=busy_home).stdout)
+    shown = apx("intents", "show", listed[0]["id"], home=busy_home)
+    assert "payload pruned by retention" in shown.stdout and "sha256:" in shown.stdout
     export = apx("audit", "export", home=busy_home).stdout.splitlines()
     assert json.loads(export[-2])["entry"]["action"] == "retention.pruned"
