@@ -70,8 +70,8 @@ onto the seeded chain and the whole log verifies.
 No thresholds: this measures, it does not judge; the targets are printed
 beside the figures.
 
-    /work/venv/bin/python bench/audit_log.py [--entries N] [--appends N] [--database-url URL] [--json out.json]
-    /work/venv/bin/python bench/audit_log.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
+    python bench/audit_log.py [--entries N] [--appends N] [--database-url URL] [--json out.json]
+    python bench/audit_log.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
 """
 
 from __future__ import annotations
