@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -121,13 +121,7 @@ def submit(
     intent = parse_intent(data, source=source, max_bytes=limit)
     if env is not None:
         intent = intent.model_copy(update={"spec": intent.spec.model_copy(update={"environment": env})})
-    decision = application.orchestrator.submit(intent, agent=agent, wait=not no_wait)
-    application.audit.checkpoint()
-    if as_json:
-        _out(decision.model_dump_json())
-    else:
-        _print_decision(decision)
-    raise typer.Exit(decision.exit_code)
+    _finish(application, application.orchestrator.submit(intent, agent=agent, wait=not no_wait), as_json)
 
 
 @app.command()
@@ -141,6 +135,16 @@ def drain(
         for decision in application.orchestrator.drain(environment):
             _out(decision.summary())
     application.audit.checkpoint()
+
+
+def _finish(application: App, decision: Decision, as_json: bool) -> NoReturn:
+    """Sign an audit checkpoint if one is due, print the decision, exit with its code."""
+    application.audit.checkpoint()
+    if as_json:
+        _out(decision.model_dump_json())
+    else:
+        _print_decision(decision)
+    raise typer.Exit(decision.exit_code)
 
 
 def _print_decision(decision: Decision) -> None:
@@ -864,13 +868,7 @@ def rollback(
     Refused, with the reason, when later changes to the same fields make the revert unsafe.
     """
     application = _app(home)
-    decision = application.orchestrator.rollback(intent_id, by=by, reason=reason)
-    application.audit.checkpoint()
-    if as_json:
-        _out(decision.model_dump_json())
-    else:
-        _print_decision(decision)
-    raise typer.Exit(decision.exit_code)
+    _finish(application, application.orchestrator.rollback(intent_id, by=by, reason=reason), as_json)
 
 
 # -- worker --------------------------------------------------------------------------
