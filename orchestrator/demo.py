@@ -6,14 +6,16 @@ plane on a simulated clock, and plays a story through the real pipeline:
 - rejections by schema, by reference and by Rego policy (0.0.0.0/0);
 - two concurrent proposals sequenced into one apply and one conflict;
 - the Builder agent turning a request into a Route;
-- a prod PR, then the circuit breaker tripping;
+- a prod PR;
+- the Optimizer agent reacting to the others' changes (``causedBy``) with a
+  fourth agent deploy in 15 minutes, which trips the circuit breaker;
 - a human approving the PR, which merges with a signed merge commit;
 - a prod change that raises the error rate, rolled back by the canary through
   a rollback PR a second human approves.
 
 Then it checks the commit signatures and verifies the audit log, and prints a
-summary table. Still to come (issue 6): the Optimizer and Security agents
-acting on their own, and the Builder↔Optimizer loop.
+summary table. Still to come (issue 6): the Security agent's scan in the story,
+and an A→B→A loop between two agents' planners.
 """
 
 from __future__ import annotations
@@ -69,6 +71,14 @@ def run_demo(home: Path, *, echo: Callable[[str], None]) -> int:
             clock.advance(TICK)
 
     elapse(60)  # the data plane serves both environments: a baseline for canaries
+    # The Optimizer samples what the data plane publishes each tick and judges a minute of it.
+    demo_agents = settings.agents.model_copy(
+        update={
+            "optimizer": settings.agents.optimizer.model_copy(
+                update={"window": timedelta(seconds=60), "sample_interval": timedelta(seconds=TICK)}
+            )
+        }
+    )
     seed: dict[str, dict[str, Any]] = {path: yaml.safe_load(text) for path, text in seed_files().items()}
 
     def edited(path: str, **spec: Any) -> dict[str, Any]:
@@ -158,15 +168,21 @@ def run_demo(home: Path, *, echo: Callable[[str], None]) -> int:
         Status.PR_OPEN,
         _intent("prod", "unused private range", ("update", edge)),
     )
-    step(
-        "a fourth agent deploy to acme/dev within 15m",
-        "security",
-        Status.CIRCUIT_OPEN,
-        _intent(
-            "dev",
-            "healthz leaks build info",
-            ("update", edited("Route/payments-healthz.yaml", auth="required")),
-        ),
+    # The Optimizer watches a minute of metrics at the new revision and reacts to what the
+    # other agents did (causedBy): five minutes on (its rate limit has passed) it is still a
+    # fourth agent deploy within 15 minutes, so the breaker trips.
+    elapse(310)
+    reacted = run_agent(app, "optimizer", environment="dev", settings=demo_agents)
+    if reacted.decision is None:
+        echo(f"✗ the Optimizer agent proposed nothing: {reacted.reason}")
+        return 1
+    results.append(
+        (
+            "Optimizer agent reacts (causedBy): a 4th agent deploy in 15m",
+            "optimizer",
+            Status.CIRCUIT_OPEN,
+            reacted.decision,
+        )
     )
 
     # A human reviews the prod PR: approved, re-validated, merged with a signed merge commit.
