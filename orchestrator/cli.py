@@ -147,6 +147,12 @@ def _finish(application: App, decision: Decision, as_json: bool) -> NoReturn:
     raise typer.Exit(decision.exit_code)
 
 
+def _print_diffs(decision: Decision) -> None:
+    for path, diff in decision.diff.items():
+        _out(f"diff {path}:")
+        _out(diff.rstrip("\n"))
+
+
 def _print_decision(decision: Decision) -> None:
     _out(decision.summary())
     for reason in decision.reasons[1:]:
@@ -403,9 +409,7 @@ def intents_show(
             _out(f"  {line}")
     if view.decision:
         _print_decision(view.decision)
-        for path, diff in view.decision.diff.items():
-            _out(f"diff {path}:")
-            _out(diff.rstrip("\n"))
+        _print_diffs(view.decision)
     if view.pruned_at is not None:
         _out(
             f"intent: payload pruned by retention at {view.pruned_at.isoformat(timespec='seconds')}; "
@@ -954,6 +958,7 @@ def canary_list(
 # -- prs -----------------------------------------------------------------------------
 
 ByOption = Annotated[str, typer.Option("--by", envvar="USER", help="The human reviewer (recorded).")]
+PrRef = Annotated[str, typer.Argument(metavar="REF", help="The PR id or its intent's id.")]
 
 
 @prs_app.command("list")
@@ -991,7 +996,7 @@ def prs_list(
 
 @prs_app.command("show")
 def prs_show(
-    ref: Annotated[str, typer.Argument(metavar="REF", help="The PR id or its intent's id.")],
+    ref: PrRef,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
     home: HomeOption = None,
 ) -> None:
@@ -1032,14 +1037,12 @@ def prs_show(
         if decision.blast_radius:
             _out("  blast radius: " + ", ".join(f"{k}={v}" for k, v in decision.blast_radius.items() if v))
         _print_decision(decision)
-        for path, diff in decision.diff.items():
-            _out(f"diff {path}:")
-            _out(diff.rstrip("\n"))
+        _print_diffs(decision)
 
 
 @prs_app.command("approve")
 def prs_approve(
-    ref: Annotated[str, typer.Argument(metavar="REF", help="The PR id or its intent's id.")],
+    ref: PrRef,
     by: ByOption,
     comment: Annotated[str, typer.Option(help="Why (recorded).")] = "",
     home: HomeOption = None,
@@ -1054,7 +1057,7 @@ def prs_approve(
 
 @prs_app.command("reject")
 def prs_reject(
-    ref: Annotated[str, typer.Argument(metavar="REF", help="The PR id or its intent's id.")],
+    ref: PrRef,
     by: ByOption,
     comment: Annotated[str, typer.Option(help="Why (recorded, shown to the agent).")] = "",
     home: HomeOption = None,

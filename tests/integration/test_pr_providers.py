@@ -11,8 +11,6 @@ assertions read with the ``git`` CLI.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import pytest
 from cassette import Cassette
 from pydantic import ValidationError
 from structlog.testing import capture_logs
+from test_git_repo import _no_user_git_config, git, git_out  # noqa: F401  (autouse fixture)
 
 from orchestrator.decision import PullRequestRef
 from orchestrator.errors import BadInput, InternalError
@@ -48,21 +47,6 @@ BODY = (
 REASON = "rejected by alice-sre: six replicas is more than checkout needs"
 PR_URL = "https://github.com/acme/apx-config/pull/42"
 GITHUB_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
-
-
-@pytest.fixture(autouse=True)
-def _no_user_git_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The repositories' own config must be enough: ignore whatever this machine has."""
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-
-
-def git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], cwd=repo, check=check, capture_output=True, text=True)
-
-
-def git_out(repo: Path, *args: str) -> str:
-    return git(repo, *args).stdout.strip()
 
 
 @pytest.fixture
