@@ -14,6 +14,16 @@ after the product in any order, separated by commas, ``and`` or ``with``)::
 
     expose /v2/refunds on payments-api with auth, 5% canary
 
+It also sizes a WorkerPool when a human asks for capacity (a launch, an event)::
+
+    size checkout at 10 replicas        (or: scale checkout to 10 replicas)
+
+within the pool's ``minReplicas..maxReplicas``. Such a request often undoes what
+the Optimizer just did: when the newest change to the pool in the last
+``agents.builder.react_within`` was another agent's, the proposal names it as
+``causedBy``, so a Builder↔Optimizer tug of war is visible in the log, flagged as
+an oscillation by the pipeline, and stopped by the breaker.
+
 Auth defaults to ``required`` (secure unless asked otherwise); the canary to 0.
 The host is the one the product's existing routes use (the most common, ties
 by name) unless ``at HOST`` says otherwise; the name is the product's name
@@ -49,7 +59,13 @@ route is public; a canary weight is a percentage 0-100. Never change other
 resources, never another tenant's. If the request is unclear or names a product
 that does not exist, propose nothing and say why in one sentence."""
 
-GRAMMAR = "expose /PATH on PRODUCT [with auth | without auth] [, N% canary] [as NAME] [at HOST]"
+GRAMMAR = (
+    "expose /PATH on PRODUCT [with auth | without auth] [, N% canary] [as NAME] [at HOST]"
+    " | size POOL at N replicas"
+)
+_SIZE = re.compile(
+    r"^\s*(?:size|scale)\s+(?P<pool>[a-z0-9][-a-z0-9]*)\s+(?:at|to)\s+(?P<n>\d+)\s+replicas?\s*$", re.I
+)
 
 _HEAD = re.compile(r"^\s*expose\s+(?P<path>/\S*)\s+on\s+(?P<product>[a-z0-9][-a-z0-9]*)\b(?P<rest>.*)$", re.I)
 #: Clause patterns, tried at the start of what is left; each consumes its words.
@@ -133,6 +149,9 @@ class BuilderPlanner:
     def assess(self, observation: Observation) -> Proposal | Nothing:
         if not observation.request:
             return Nothing(f"no request given; say what to build, e.g. {GRAMMAR!r}")
+        sized = _SIZE.match(observation.request)
+        if sized is not None:
+            return self._size(observation, sized["pool"].lower(), int(sized["n"]))
         asked = parse_request(observation.request)
         if isinstance(asked, str):
             return Nothing(asked)
@@ -181,6 +200,33 @@ class BuilderPlanner:
             changes=[{"action": "create", "resource": resource}],
         )
 
+    def _size(self, observation: Observation, pool: str, replicas: int) -> Proposal | Nothing:
+        key = f"WorkerPool/{pool}"
+        document = observation.resources.get(key)
+        if document is None:
+            known = sorted(k.removeprefix("WorkerPool/") for k in observation.resources if "Pool/" in k)
+            return Nothing(f"no WorkerPool {pool!r} in {observation.environment} (pools: {', '.join(known)})")
+        spec = document.get("spec") or {}
+        low, high = spec.get("minReplicas", 1), spec.get("maxReplicas", replicas)
+        if not low <= replicas <= high:
+            return Nothing(f"{key} runs {low}..{high} replicas (min..maxReplicas); {replicas} is outside")
+        if spec.get("replicas") == replicas:
+            return Nothing(f"{key} already runs {replicas} replicas")
+        resource = {**document, "spec": {**spec, "replicas": replicas}}
+        return Proposal(
+            summary=f"size {key} at {replicas} replicas (was {spec.get('replicas')}), as requested",
+            changes=[{"action": "update", "resource": resource}],
+            caused_by=_cause(key, observation),
+        )
+
+
+def _cause(key: str, observation: Observation) -> str | None:
+    """The newest landed intent that touched ``key``, when it was another agent's."""
+    touching = [r for r in observation.recent if key in r["targets"]]
+    if not touching or touching[-1]["agent"] == observation.agent:
+        return None
+    return str(touching[-1]["id"])
+
 
 def _usual_host(resources: dict[str, dict[str, Any]], product: str) -> str | None:
     hosts = Counter(
@@ -197,7 +243,7 @@ def _usual_host(resources: dict[str, dict[str, Any]], product: str) -> str | Non
 
 
 def observe(client: Client, scope: Scope, settings: AgentsSettings) -> Observation:
-    """The environment as it is now, and the request."""
+    """The environment as it is now, the request, and what recently landed there."""
     revision, resources = client.environment(scope.environment)
     return Observation(
         agent=NAME,
@@ -207,6 +253,7 @@ def observe(client: Client, scope: Scope, settings: AgentsSettings) -> Observati
         revision=revision,
         resources=resources,
         request=scope.request,
+        recent=client.recent(scope.environment, scope.at - settings.builder.react_within),
     )
 
 

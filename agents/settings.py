@@ -30,6 +30,8 @@ class BuilderSettings(_Section):
     enabled: bool = True
     #: Where its routes are proposed when ``--env`` is not given.
     environment: str = "dev"
+    #: A pool it sizes that another agent changed this recently names that change as its cause.
+    react_within: Duration = timedelta(minutes=15)
 
 
 class OptimizerSettings(_Section):

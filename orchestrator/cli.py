@@ -1541,7 +1541,7 @@ def demo(
     """Init a fresh home and run example intents through the pipeline, printing each decision."""
     from orchestrator.demo import run_demo
 
-    raise typer.Exit(run_demo(home, echo=_out))
+    raise typer.Exit(run_demo(home))
 
 
 # -- entry point -----------------------------------------------------------------------

@@ -243,6 +243,9 @@ class Finding:
     field: str
     #: The detectors that fired, in the order they did.
     detectors: tuple[str, ...]
+    #: Where in the resource, as a path of keys and list indices, so the Security agent can
+    #: remove the value; empty when the secret is a mapping key (the path would hold it).
+    loc: tuple[str | int, ...] = ()
 
     def __str__(self) -> str:
         return (
@@ -285,7 +288,14 @@ class _Collector:
     def findings(self) -> list[Finding]:
         places = sorted(self.detectors, key=lambda w: self.order.get(w, len(self.order)))
         return [
-            Finding(resource=w.resource, field=w.field, detectors=tuple(self.detectors[w])) for w in places
+            Finding(
+                resource=w.resource,
+                field=w.field,
+                detectors=tuple(self.detectors[w]),
+                # A key that is the secret would carry it in its own path: no place for it here.
+                loc=() if w.is_key else w.loc,
+            )
+            for w in places
         ]
 
 
@@ -353,6 +363,7 @@ class SecretScanValidator:
                 resource=_redact(f.resource, found.values),
                 field=_redact(f.field, found.values),
                 detectors=f.detectors,
+                loc=f.loc,
             )
             for f in found.findings()
         ]
@@ -366,10 +377,32 @@ class SecretScanValidator:
                 resource=_redact(f.resource, found.values),
                 field=_redact(f.field, found.values),
                 detectors=f.detectors,
+                loc=f.loc,
             )
             for f in found.findings()
         ]
         return findings, _redact_tree(document, found.values) if found.values else document
+
+    def scan_resources(self, documents: Mapping[str, object]) -> list[Finding]:
+        """Findings in whole resources already in an environment (``{"Kind/name": document}``).
+
+        The Security agent's scan: secrets that reached the config repo by a path
+        other than apx (a hand-made commit), which the pipeline's check never saw.
+        """
+        found = _Collector()
+        lines = _Lines()
+        for resource in sorted(documents):
+            _visit(resource, documents[resource], found, lines)
+        self._scan_lines(found, lines)
+        return [
+            Finding(
+                resource=_redact(f.resource, found.values),
+                field=_redact(f.field, found.values),
+                detectors=f.detectors,
+                loc=f.loc,
+            )
+            for f in found.findings()
+        ]
 
     def _scan(self, ctx: ValidationContext) -> _Collector:
         found = _Collector()

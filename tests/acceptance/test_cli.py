@@ -265,3 +265,18 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "✗" not in result.stdout
+    home = tmp_path / "demo"
+    rows = json.loads(apx("intents", "list", "-o", "json", "--limit", "100", home=home).stdout)
+    assert {"applied", "duplicate", "rate_limited", "rejected", "circuit_open", "merged", "rolled_back"} <= {
+        row["status"] for row in rows
+    }
+    # The loop is real: each agent reacted to the other's change, and the last step was held.
+    [held] = [row for row in rows if row["status"] == "circuit_open"]
+    shown = json.loads(apx("intents", "show", held["id"], "--json", home=home).stdout)
+    assert [parent["agent"] for parent in shown["parents"]] == ["builder", "optimizer", "builder"]
+    assert "oscillation: builder sets WorkerPool/checkout spec.replicas back" in held["reason"]
+    # The Security agent batched its findings into one prod intent, which a human merged.
+    [scan] = [row for row in rows if row["agent"] == "security"]
+    assert scan["environment"] == "prod" and scan["status"] == "merged"
+    fixed = ["NetworkPolicy/edge", "PolicyBundle/default", "Route/payments-v1-refunds"]
+    assert scan["targets"].split() == fixed

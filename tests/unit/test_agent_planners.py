@@ -141,6 +141,41 @@ def test_a_product_without_routes_needs_a_host() -> None:
     assert only_change(with_host)["resource"]["spec"]["host"] == "a.example"
 
 
+def test_the_builder_sizes_a_pool_on_request_and_names_the_optimizer_change_it_undoes() -> None:
+    recent = [
+        {"id": "in-route", "agent": "builder", "targets": ["Route/payments-v2-refunds"]},
+        {"id": "in-opt", "agent": "optimizer", "targets": [POOL]},
+    ]
+    proposal = BuilderPlanner().assess(
+        observation("builder", request="size checkout at 10 replicas", recent=recent)
+    )
+
+    change = only_change(proposal)
+    assert change["action"] == "update" and change["resource"]["spec"]["replicas"] == 10
+    assert change["resource"]["spec"]["maxReplicas"] == seeded()[POOL]["spec"]["maxReplicas"]
+    assert isinstance(proposal, Proposal) and proposal.caused_by == "in-opt"
+    assert proposal.summary == "size WorkerPool/checkout at 10 replicas (was 4), as requested"
+    # Its own earlier change to the pool is no cause.
+    mine = [{"id": "in-b", "agent": "builder", "targets": [POOL]}]
+    again = BuilderPlanner().assess(
+        observation("builder", request="scale checkout to 6 replicas", recent=mine)
+    )
+    assert isinstance(again, Proposal) and again.caused_by is None
+
+
+@pytest.mark.parametrize(
+    ("request_text", "why"),
+    [
+        ("size checkout at 4 replicas", "already runs 4 replicas"),
+        ("size checkout at 500 replicas", "runs 2..20 replicas (min..maxReplicas); 500 is outside"),
+        ("size batch at 3 replicas", "no WorkerPool 'batch' in dev (pools: checkout)"),
+    ],
+)
+def test_a_sizing_request_it_cannot_honour_says_why(request_text: str, why: str) -> None:
+    answer = BuilderPlanner().assess(observation("builder", request=request_text))
+    assert isinstance(answer, Nothing) and why in answer.reason
+
+
 def test_route_names_follow_the_seeded_convention() -> None:
     assert route_name("payments-api", "/v2/refunds") == "payments-v2-refunds"
     assert route_name("payments-api", "/v1/tax_rates/") == "payments-v1-tax-rates"
@@ -316,6 +351,41 @@ def test_a_fix_to_another_agents_change_names_it_as_the_cause() -> None:
         observation("security", resources=insecure(), recent=recent)
     )
     assert isinstance(proposal, Proposal) and proposal.caused_by == "in-builder"
+
+
+def test_a_secret_in_a_list_is_removed_and_never_repeated_in_the_rationale() -> None:
+    key = "AKIA" + "Q7ZJ4W2N8RXK3M5T"  # an AWS access key id pasted into piiFields by hand
+    resources = insecure()
+    resources["PolicyBundle/default"]["spec"]["observability"]["piiFields"].append(key)
+
+    proposal = SecurityPlanner(SecuritySettings()).assess(observation("security", resources=resources))
+
+    assert isinstance(proposal, Proposal)
+    bundle = next(c for c in proposal.changes if c["resource"]["kind"] == "PolicyBundle")
+    assert bundle["resource"]["spec"]["observability"]["piiFields"] == ["email", "card_number"]
+    assert "piiFields[2] holds a secret (AWS Access Key) → entry removed" in proposal.summary
+    assert key not in proposal.summary and key not in str(proposal.changes)
+
+
+def test_a_resource_whose_secret_has_no_safe_fix_is_left_out_and_named_for_a_human() -> None:
+    token = "sk" + "_live_" + "4eC39HqLyjWDarjtT1zdp7dc"
+    resources = insecure()
+    resources["Route/payments-v1-refunds"]["spec"]["path"] = f"/hooks/{token}"  # also auth: none
+
+    proposal = SecurityPlanner(SecuritySettings()).assess(observation("security", resources=resources))
+
+    assert isinstance(proposal, Proposal)
+    touched = {c["resource"]["metadata"]["name"] for c in proposal.changes}
+    # Changing the route would carry the secret into a commit; the pipeline would refuse the batch.
+    assert "payments-v1-refunds" not in touched and {"edge", "default"} <= touched
+    assert "Route/payments-v1-refunds: spec.path holds a secret" in proposal.summary
+    assert "rotate it, then remove it" in proposal.summary and token not in proposal.summary
+
+    only = seeded()
+    only["Route/payments-v1-refunds"]["spec"]["path"] = f"/hooks/{token}"
+    answer = SecurityPlanner(SecuritySettings()).assess(observation("security", resources=only))
+    assert isinstance(answer, Nothing)
+    assert "spec.path holds a secret" in answer.reason and token not in answer.reason
 
 
 # -- the propose step ------------------------------------------------------------------------
