@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -224,8 +225,27 @@ class LlmPlanner:
         return proposal
 
     def _build(self) -> Any:
-        self._router = build_router(self._settings)
+        self._router = shared_router(self._settings)
         return self._router
+
+
+_routers: dict[str, Router] = {}
+_routers_lock = threading.Lock()
+
+
+def shared_router(settings: LlmSettings) -> Router:
+    """One Router per distinct ``llm:`` settings in this process, built on first use.
+
+    ``apx serve`` runs agents on the scheduler one run after another; building a
+    Router per run would repeat its setup and start each run with fresh deployment
+    state (litellm keeps some of it, such as cool-downs, on the Router).
+    """
+    key = settings.model_dump_json()
+    with _routers_lock:
+        router = _routers.get(key)
+        if router is None:
+            router = _routers[key] = build_router(settings)
+        return router
 
 
 def _scrubbed(text: str, settings: LlmSettings, limit: int = 300) -> str:
