@@ -113,13 +113,13 @@ class App:
         from validators.secrets import SecretScanValidator
 
         secret_scan = SecretScanValidator()
+        wait = self.settings.admission.lock_timeout
         return Orchestrator(
             settings=self.settings,
             store=self.store,
             repo=self.repo,
-            lock=FileEnvironmentLock(
-                self.settings.home / "locks", timeout=self.settings.admission.lock_timeout
-            ),
+            lock=self.store.environment_lock(timeout=wait)
+            or FileEnvironmentLock(self.settings.home / "locks", timeout=wait),
             clock=self.clock,
             validators=default_validators(secret_scan),
             policy=self.policy,

@@ -38,7 +38,7 @@ import re
 import sqlite3
 from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +94,7 @@ from orchestrator.records import (
 from orchestrator.sql_base import SEQ, UtcDateTime, create_engine, one_line, transaction
 
 if TYPE_CHECKING:
+    from orchestrator.locks import PostgresEnvironmentLock
     from orchestrator.ports import BreakerStore, IntentStore, PolicyHistory
 
 __all__ = ["SqlIntentStore", "migrate"]
@@ -293,6 +294,16 @@ class SqlIntentStore:
 
     def close(self) -> None:
         self._engine.dispose()
+
+    def environment_lock(self, *, timeout: timedelta) -> PostgresEnvironmentLock | None:
+        """On PostgreSQL, a lock per environment that every process sharing the database
+        honours (see :mod:`orchestrator.locks`); None on SQLite, where the home's file
+        lock already covers every process that can open the database."""
+        if self._engine.dialect.name != "postgresql":
+            return None
+        from orchestrator.locks import PostgresEnvironmentLock
+
+        return PostgresEnvironmentLock(self._engine, timeout=timeout)
 
     def __enter__(self) -> SqlIntentStore:
         return self
