@@ -26,6 +26,8 @@ from validators.policy import Bundle, PolicyEngine, PolicyLoadError
 from validators.schema import ReferenceValidator, SchemaValidator
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+
     from audit.log import AuditLog
     from orchestrator.canary import CanaryWatcher
     from orchestrator.dataplane.metrics import MetricsStore
@@ -35,7 +37,9 @@ if TYPE_CHECKING:
     from orchestrator.pipeline import Orchestrator
     from orchestrator.ports import PrProvider
     from orchestrator.review import ReviewFlow
+    from orchestrator.service_metrics import ServiceMetrics
     from orchestrator.sql_store import SqlIntentStore
+    from orchestrator.telemetry import Telemetry
 
 log = logs.get_logger("apx.bootstrap")
 
@@ -60,10 +64,13 @@ class App:
         clock: Clock,
         policy_bundle: Path | None = None,
         notify: Callable[[str], None] | None = None,
+        span_exporter: SpanExporter | None = None,
     ) -> None:
+        """``span_exporter``: where spans go instead of ``telemetry.exporter`` (tests)."""
         self.settings = settings
         self.clock = clock
         self._policy_bundle = policy_bundle
+        self._span_exporter = span_exporter
         self._notify = notify
         #: Things the operator must know (e.g. a refused policy bundle).
         self.notices: list[str] = []
@@ -125,7 +132,22 @@ class App:
             policy=self.policy,
             secret_scan=secret_scan,
             observers=[self._reactions],
+            telemetry=self.telemetry,
+            metrics=self.service_metrics,
         )
+
+    @cached_property
+    def telemetry(self) -> Telemetry:
+        from orchestrator.telemetry import Telemetry
+
+        return Telemetry.from_settings(self.settings.telemetry, exporter=self._span_exporter)
+
+    @cached_property
+    def service_metrics(self) -> ServiceMetrics:
+        """What ``GET /metrics`` serves: this process's counters and the database's gauges."""
+        from orchestrator.service_metrics import ServiceMetrics
+
+        return ServiceMetrics(self)
 
     @cached_property
     def provider(self) -> PrProvider:
@@ -191,13 +213,17 @@ class App:
 
         notifications = self.settings.notifications
         with http_client(notifications) as client:
-            return Deliverer.from_settings(notifications, self.outbox, client, self.clock).deliver_due()
+            return Deliverer.from_settings(
+                notifications, self.outbox, client, self.clock, telemetry=self.telemetry
+            ).deliver_due()
 
     def close(self) -> None:
         """Release what was opened (the review checkpointer's connection, the database pool)."""
         self._resources.close()
         if "store" in self.__dict__:
             self.store.close()
+        if "telemetry" in self.__dict__:
+            self.telemetry.shutdown()
 
 
 def build(
@@ -207,6 +233,7 @@ def build(
     clock: Clock | None = None,
     policy_bundle: Path | None = None,
     notify: Callable[[str], None] | None = None,
+    span_exporter: SpanExporter | None = None,
 ) -> App:
     """Wire an installation from its home (``APX_HOME``/``./.apx`` by default).
 
@@ -219,7 +246,13 @@ def build(
     logs.configure(
         level=settings.log.level, fmt=settings.log.format, file=settings.home / "logs" / "apx.jsonl"
     )
-    return App(settings, clock=clock or SystemClock(), policy_bundle=policy_bundle, notify=notify)
+    return App(
+        settings,
+        clock=clock or SystemClock(),
+        policy_bundle=policy_bundle,
+        notify=notify,
+        span_exporter=span_exporter,
+    )
 
 
 def policy_engine(bundle: Bundle, settings: Settings) -> PolicyEngine:

@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 import structlog
 from langgraph.graph import END, START, StateGraph
@@ -63,11 +63,17 @@ from orchestrator.ports import (
 )
 from orchestrator.records import BreakerState, IntentRecord, IntentView, PullRequestView
 from orchestrator.settings import Settings
+from orchestrator.telemetry import AGENT, ENVIRONMENT, INTENT_ID, STATUS, AttributeValue, Telemetry
 from orchestrator.verdict import Verdict, combine
 from orchestrator.windows import WindowState, window_state
-from validators import ValidationContext, Validator, blast_radius, run_chain
+from validators import ValidationContext, Validator, blast_radius
 from validators.policy import PolicyEngine
 from validators.secrets import SecretScanValidator
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from orchestrator.service_metrics import ServiceMetrics
 
 log = get_logger("apx.pipeline")
 _PARSED_CACHE = 16
@@ -106,8 +112,14 @@ class Orchestrator:
         policy: PolicyEngine,
         secret_scan: SecretScanValidator,
         observers: Sequence[Observer] = (),
+        telemetry: Telemetry | None = None,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self._observers = list(observers)
+        #: Spans of each intent's trace (off unless ``telemetry.exporter`` is set).
+        self._telemetry = telemetry or Telemetry.disabled()
+        #: ``apx_decisions_total`` and ``apx_decision_seconds``, when the App serves /metrics.
+        self._metrics = metrics
         self._settings = settings
         self._store = store
         self._repo = repo
@@ -150,16 +162,19 @@ class Orchestrator:
             except ApxError as exc:
                 raise BadInput(f"metadata.baseRevision {base!r} is not a commit of the config repo") from exc
 
-        rules = self._settings.admission
         started = time.perf_counter()
+        trace_id = new_trace_id()
         # Secrets are screened before anything is written: the intent log keeps the
         # intent as submitted, and a credential must never land there (or in the repo).
-        findings, document = self._screen_secrets(intent, agent)
+        with self._telemetry.span(
+            "apx.secret_scan", trace_id=trace_id, **{AGENT: agent, ENVIRONMENT: environment}
+        ):
+            findings, document = self._screen_secrets(intent, agent)
         with self._lock.hold(environment):
             now = self._clock.now()
             record = IntentRecord(
                 id=new_intent_id(now),
-                trace_id=new_trace_id(),
+                trace_id=trace_id,
                 tenant=intent.tenant,
                 environment=environment,
                 agent=agent,
@@ -178,46 +193,10 @@ class Orchestrator:
             )
             structlog.contextvars.bind_contextvars(intent_id=record.id, trace_id=record.trace_id)
             try:
-                if findings is not None:
-                    refused = self._decision(
-                        record, status=Status.REJECTED, reasons=list(findings.messages), checks=[findings]
-                    )
-                    self._store.receive(record, status=Status.REJECTED, decision=refused)
-                    self._log_decision(refused, started=started)
-                    return refused
-                verdict = (
-                    admission.Admission(status=Status.QUEUED)
-                    if not admit
-                    else admission.admit(
-                        admission.Candidate(
-                            intent_id=record.id,
-                            tenant=record.tenant,
-                            environment=environment,
-                            agent=agent,
-                            dedupe_key=record.dedupe_key,
-                        ),
-                        recent=self._store.recent(
-                            environment=environment, since=now - admission.lookback(rules), statuses=ADMITTED
-                        ),
-                        breaker=self._store.breaker(tenant=record.tenant, environment=environment),
-                        settings=rules,
-                        now=now,
-                    )
-                )
-                # The intent, its first status and any breaker change: one write, one audit trail.
-                if verdict.admitted:
-                    self._store.receive(record, status=Status.QUEUED, decision=None, breaker=verdict.breaker)
-                else:
-                    held = self._decision(
-                        record,
-                        status=verdict.status,
-                        reasons=list(verdict.reasons),
-                        duplicate_of=verdict.duplicate_of,
-                    )
-                    self._store.receive(record, status=verdict.status, decision=held, breaker=verdict.breaker)
-                if verdict.tripped and verdict.breaker is not None:
-                    self._alert_breaker(verdict.breaker)
-                if not verdict.admitted:
+                with self._telemetry.span("apx.admit", trace_id=trace_id, **_span_facts(record)) as span:
+                    held = self._admit(record, findings, admit=admit, now=now)
+                    span.set_attribute(STATUS, (held.status if held else Status.QUEUED).value)
+                if held is not None:
                     self._log_decision(held, started=started)
                     return held
                 if wait:
@@ -229,6 +208,60 @@ class Orchestrator:
         waiting = self.change_window(environment)
         reasons = [] if waiting.open else [f"waiting for {environment}'s change window: {waiting.reason}"]
         return self._decision(record, status=Status.QUEUED, reasons=reasons)
+
+    def _admit(
+        self, record: IntentRecord, findings: Check | None, *, admit: bool, now: datetime
+    ) -> Decision | None:
+        """Record the arriving intent, under its environment's lock: its decision if it is
+        held (a secret, or dedupe, rate limit or breaker), None if it is queued."""
+        if findings is not None:
+            refused = self._decision(
+                record, status=Status.REJECTED, reasons=list(findings.messages), checks=[findings]
+            )
+            with self._telemetry.span("apx.record"):
+                self._store.receive(record, status=Status.REJECTED, decision=refused)
+            return refused
+        rules = self._settings.admission
+        with self._telemetry.span("apx.admission") as span:
+            verdict = (
+                admission.Admission(status=Status.QUEUED)
+                if not admit
+                else admission.admit(
+                    admission.Candidate(
+                        intent_id=record.id,
+                        tenant=record.tenant,
+                        environment=record.environment,
+                        agent=record.agent,
+                        dedupe_key=record.dedupe_key,
+                    ),
+                    recent=self._store.recent(
+                        environment=record.environment,
+                        since=now - admission.lookback(rules),
+                        statuses=ADMITTED,
+                    ),
+                    breaker=self._store.breaker(tenant=record.tenant, environment=record.environment),
+                    settings=rules,
+                    now=now,
+                )
+            )
+            if admit:
+                _guard_events(span, verdict)
+        # The intent, its first status and any breaker change: one write, one audit trail.
+        held = None
+        with self._telemetry.span("apx.record"):
+            if verdict.admitted:
+                self._store.receive(record, status=Status.QUEUED, decision=None, breaker=verdict.breaker)
+            else:
+                held = self._decision(
+                    record,
+                    status=verdict.status,
+                    reasons=list(verdict.reasons),
+                    duplicate_of=verdict.duplicate_of,
+                )
+                self._store.receive(record, status=verdict.status, decision=held, breaker=verdict.breaker)
+        if verdict.tripped and verdict.breaker is not None:
+            self._alert_breaker(verdict.breaker)
+        return held
 
     # -- phase 2: decide --------------------------------------------------------
 
@@ -264,7 +297,10 @@ class Orchestrator:
             log.info("drain.waiting_for_window", environment=environment)
             return decided
         for view in self._store.pending(environment=environment):
-            decided.append(self._decide(view))
+            record = view.record
+            with self._telemetry.span("apx.decide", trace_id=record.trace_id, **_span_facts(record)) as span:
+                decided.append(self._decide(view))
+                span.set_attribute(STATUS, decided[-1].status.value)
             if view.record.id == until:
                 break
         return decided
@@ -288,7 +324,8 @@ class Orchestrator:
             )
         finally:
             structlog.contextvars.unbind_contextvars("intent_id", "trace_id")
-        self._store.decide(decision, pr=decision.pr)
+        with self._telemetry.span("apx.record"):
+            self._store.decide(decision, pr=decision.pr)
         self._log_decision(decision, started=started, trace_id=view.record.trace_id, intent_id=view.record.id)
         self._tell(lambda o: o.decided(decision))
         return decision
@@ -306,14 +343,37 @@ class Orchestrator:
 
     def _build_graph(self) -> Any:
         graph = StateGraph(_State)
-        graph.add_node("sequence", self._sequence)
-        graph.add_node("validate", self._validate)
-        graph.add_node("route", self._route)
+        graph.add_node("sequence", self._in_span("apx.sequence", self._sequence))
+        graph.add_node("validate", self._in_span("apx.validate", self._validate))
+        graph.add_node("route", self._in_span("apx.route", self._route))
         graph.add_edge(START, "sequence")
         graph.add_conditional_edges("sequence", _next_unless_decided("validate"), ["validate", END])
         graph.add_conditional_edges("validate", _next_unless_decided("route"), ["route", END])
         graph.add_edge("route", END)
         return graph.compile()
+
+    def _in_span(self, name: str, node: Callable[[_State], _State]) -> Any:
+        """``node`` as a span of the running decision's trace (langgraph keeps the context).
+
+        Typed ``Any`` like :func:`_next_unless_decided`: langgraph's node protocols
+        want a parameter named ``state``, which a ``Callable`` type cannot say.
+        """
+
+        def traced(state: _State) -> _State:
+            with self._telemetry.span(name):
+                return node(state)
+
+        return traced
+
+    def _run_validators(self, ctx: ValidationContext) -> list[Check]:
+        """Every validator, in order (like :func:`validators.run_chain`), each in its own span."""
+        checks = []
+        for validator in self._validators:
+            with self._telemetry.span(f"apx.validator.{validator.name}") as span:
+                check = validator.check(ctx)
+                span.set_attribute("apx.check.passed", check.passed)
+            checks.append(check)
+        return checks
 
     def _sequence(self, state: _State) -> _State:
         view = state["view"]
@@ -364,7 +424,7 @@ class Orchestrator:
         )
         checks = [
             Check(name="sequence", passed=True, messages=planned.notes),
-            *run_chain(self._validators, ctx),
+            *self._run_validators(ctx),
             Check(name="blast_radius", passed=True, messages=[blast.summary()]),
         ]
         now = self._clock.now()
@@ -381,30 +441,32 @@ class Orchestrator:
         )
         oscillations = self._oscillations(record, intent, state["current_env"], planned, now=now)
         env = self._settings.environments[record.environment]
-        result = self._policy.evaluate(
-            {
-                "intent": {
-                    "id": record.id,
-                    "agent": record.agent,
-                    "tenant": record.tenant,
-                    "environment": record.environment,
-                    "mode": env.mode,
-                },
-                "changes": [
-                    {
-                        "action": c.action,
-                        "kind": c.resource.kind,
-                        "name": c.resource.metadata.name,
-                        "tenant": c.resource.metadata.tenant,
-                    }
-                    for c in intent.spec.changes
-                ],
-                "blast": blast.policy_input(),
-                "cumulative": cumulative.policy_input(),
-                "now": now.isoformat().replace("+00:00", "Z"),
-                "now_ns": int(now.timestamp() * 1_000_000_000),
-            }
-        )
+        policy_input: dict[str, Any] = {
+            "intent": {
+                "id": record.id,
+                "agent": record.agent,
+                "tenant": record.tenant,
+                "environment": record.environment,
+                "mode": env.mode,
+            },
+            "changes": [
+                {
+                    "action": c.action,
+                    "kind": c.resource.kind,
+                    "name": c.resource.metadata.name,
+                    "tenant": c.resource.metadata.tenant,
+                }
+                for c in intent.spec.changes
+            ],
+            "blast": blast.policy_input(),
+            "cumulative": cumulative.policy_input(),
+            "now": now.isoformat().replace("+00:00", "Z"),
+            "now_ns": int(now.timestamp() * 1_000_000_000),
+        }
+        with self._telemetry.span("apx.policy", **{"apx.policy.version": self._policy.bundle.label}) as span:
+            result = self._policy.evaluate(policy_input)
+            span.set_attribute("apx.policy.allowed", result.allowed)
+            span.set_attribute("apx.policy.needs_approval", result.needs_approval)
         verdict = combine(
             checks=checks,
             policy=result,
@@ -526,9 +588,10 @@ class Orchestrator:
             return {"decision": self._decision(record, status=status, reasons=reasons, **common)}
         message = _commit_message(record, intent)
         if not review:
-            commit = self._repo.commit(
-                branch=branch, parent=state["head"], files=planned.files, message=message
-            )
+            with self._telemetry.span("apx.apply", **{"apx.branch": branch}):
+                commit = self._repo.commit(
+                    branch=branch, parent=state["head"], files=planned.files, message=message
+                )
             # The new head is exactly the plan's result: the next intent need not re-parse it.
             self._remember(commit, self._repo.read(commit), planned.after)
             decision = self._decision(
@@ -541,9 +604,10 @@ class Orchestrator:
             )
             return {"decision": decision}
         pr_branch = f"apx/{record.id}"
-        commit = self._repo.commit(
-            branch=pr_branch, parent=state["head"], files=planned.files, message=message
-        )
+        with self._telemetry.span("apx.pr.open", **{"apx.branch": pr_branch}):
+            commit = self._repo.commit(
+                branch=pr_branch, parent=state["head"], files=planned.files, message=message
+            )
         pr = PullRequestRef(
             id="pr-" + record.id.removeprefix("in-"),
             branch=pr_branch,
@@ -654,6 +718,13 @@ class Orchestrator:
         forced: a change that landed since and conflicts field by field, or a check
         that no longer passes on today's branch, rejects the PR with the reason.
         """
+        record = pr.intent.record
+        with self._telemetry.span("apx.merge", trace_id=record.trace_id, **_span_facts(record)) as span:
+            decision = self._merge(pr)
+            span.set_attribute(STATUS, decision.status.value)
+        return decision
+
+    def _merge(self, pr: PullRequestView) -> Decision:
         view = pr.intent
         recorded = view.decision or self._decision(view.record, status=Status.APPROVED, reasons=[])
         head = self._repo.head(pr.base)
@@ -680,9 +751,10 @@ class Orchestrator:
         message = _commit_message(
             view.record, intent, extra={"Approved-By": ", ".join(approvers), "Merges": pr.id}
         )
-        commit = self._repo.commit(
-            branch=pr.base, parent=head, files=planned.files, message=message, merge=pr.head
-        )
+        with self._telemetry.span("apx.merge.commit", **{"apx.branch": pr.base}):
+            commit = self._repo.commit(
+                branch=pr.base, parent=head, files=planned.files, message=message, merge=pr.head
+            )
         self._remember(commit, self._repo.read(commit), planned.after)
         return recorded.model_copy(
             update={
@@ -787,6 +859,14 @@ class Orchestrator:
         )
 
     def _log_decision(self, decision: Decision, *, started: float, **bound: str) -> None:
+        seconds = time.perf_counter() - started
+        if self._metrics is not None:
+            self._metrics.decided(
+                agent=decision.agent,
+                environment=decision.environment,
+                status=decision.status.value,
+                seconds=seconds,
+            )
         log.info(
             "intent.decided",
             **bound,
@@ -797,8 +877,34 @@ class Orchestrator:
             reasons=decision.reasons,
             commit=decision.commit,
             pr=decision.pr.id if decision.pr else None,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            duration_ms=round(seconds * 1000, 2),
         )
+
+
+def _span_facts(record: IntentRecord) -> dict[str, AttributeValue | None]:
+    """What a span may say about an intent: ids and names, never its payload."""
+    return {INTENT_ID: record.id, AGENT: record.agent, ENVIRONMENT: record.environment}
+
+
+#: Admission's guards in the contract's order, and the status each holds an intent with.
+_GUARDS = (
+    ("dedupe", Status.DUPLICATE),
+    ("rate_limit", Status.RATE_LIMITED),
+    ("breaker", Status.CIRCUIT_OPEN),
+)
+
+
+def _guard_events(span: Span, verdict: admission.Admission) -> None:
+    """One span event per guard that ran, ``passed`` or ``held``/``tripped``, in order.
+
+    Events rather than spans: the guards are one pure call of microseconds;
+    the time worth seeing is the reads and the write around them.
+    """
+    for guard, holds in _GUARDS:
+        if verdict.status is holds:
+            span.add_event(guard, {"outcome": "tripped" if verdict.tripped else "held"})
+            return
+        span.add_event(guard, {"outcome": "passed"})
 
 
 def _next_unless_decided(next_node: str) -> Any:

@@ -18,11 +18,14 @@ from orchestrator.canary import CANARY_ACTOR
 from orchestrator.decision import Decision, Status
 from orchestrator.notify.events import Kind, Notification
 from orchestrator.records import BreakerState, PullRequestView
+from orchestrator.telemetry import INTENT_ID
 
 if TYPE_CHECKING:
     from orchestrator.bootstrap import App
 
 log = logs.get_logger("apx.reactions")
+#: What a review decided about an intent, counted in ``apx_decisions_total``.
+_REVIEW_OUTCOMES = frozenset({Status.APPROVED, Status.MERGED, Status.PR_REJECTED})
 
 
 class Reactions:
@@ -42,6 +45,10 @@ class Reactions:
         """A review moved a PR on (``pr.approved``, ``pr.rejected``, ``pr.merged``)."""
         log.info(kind, pr=pr.id, intent_id=pr.intent.record.id, message=message)
         record = pr.intent.record
+        if pr.intent.status in _REVIEW_OUTCOMES:  # not a partial approval: the intent moved on
+            self._app.service_metrics.decided(
+                agent=record.agent, environment=record.environment, status=pr.intent.status.value
+            )
         self._notify(
             Kind(kind),
             tenant=record.tenant,
@@ -87,12 +94,18 @@ class Reactions:
         )
 
     def _notify(self, kind: Kind, **fields: Any) -> None:
-        self._app.notifier.notify(Notification(kind=kind, at=self._app.clock.now(), **fields))
+        with self._app.telemetry.span(
+            "apx.notify.enqueue",
+            trace_id=fields.get("trace_id"),
+            **{INTENT_ID: fields.get("intent_id"), "apx.notification.kind": kind.value},
+        ):
+            self._app.notifier.notify(Notification(kind=kind, at=self._app.clock.now(), **fields))
 
     def _pr_opened(self, decision: Decision) -> None:
         assert decision.pr is not None
         pr = decision.pr
-        publication = self._app.provider.publish(pr, title=pr_title(decision), body=pr_body(decision))
+        with self._app.telemetry.span("apx.pr.publish", trace_id=decision.trace_id):
+            publication = self._app.provider.publish(pr, title=pr_title(decision), body=pr_body(decision))
         self._app.store.update_pull_request(pr.id, publication=asdict(publication))
         self._app.reviews.opened(pr.id)
         self._notify(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -145,6 +145,34 @@ class LogSettings(_Section):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class TelemetrySettings(_Section):
+    """OpenTelemetry traces (docs/how-to/traces-and-metrics.md). Off by default."""
+
+    #: ``none``: no tracing at all (no SDK set up). ``console``: spans as JSON on
+    #: stderr, for a quick look. ``otlp``: OTLP over HTTP to a collector.
+    exporter: Literal["none", "console", "otlp"] = "none"
+    #: The collector's traces URL, e.g. ``http://collector:4318/v1/traces``. Unset:
+    #: the SDK's default, which honours ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``.
+    endpoint: str | None = None
+    #: Extra request headers for the collector (e.g. an API key).
+    headers: dict[str, str] = Field(default_factory=dict)
+    #: How long one export (retries included) may take before its batch is dropped.
+    #: Short, because a CLI command waits this long at exit if the collector is down.
+    timeout: Duration = timedelta(seconds=2)
+    #: ``service.name`` on every span.
+    service_name: str = Field(default="apx", min_length=1)
+    #: Share of intents traced (1.0 = all). Decided from the trace id, so every
+    #: process keeps or drops the same intent's spans.
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, endpoint: str | None) -> str | None:
+        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL, not {endpoint!r}")
+        return endpoint
+
+
 class Settings(BaseSettings):
     """Everything of one installation. See ``docs/reference/settings.md``."""
 
@@ -167,6 +195,8 @@ class Settings(BaseSettings):
     #: Where PRs are shown to reviewers: ``local`` (the branch and apx's record) or ``github``.
     pr_provider: PrProviderSettings = PrProviderSettings()
     retention: RetentionSettings = RetentionSettings()
+    #: OpenTelemetry traces; ``/metrics`` needs no setting (docs/how-to/traces-and-metrics.md).
+    telemetry: TelemetrySettings = TelemetrySettings()
 
     @model_validator(mode="after")
     def _names(self) -> Settings:
@@ -264,4 +294,6 @@ canary:
 pr_provider: {{kind: local}}                          # or github (docs/how-to/github-pull-requests.md)
 notifications:
   webhooks: []                                        # [{{name, url, format: json|slack, events}}]
+telemetry:
+  exporter: none                                      # console or otlp (+ endpoint): one trace per intent
 """

@@ -492,6 +492,17 @@ class SqlIntentStore:
         with self._transaction("list agents") as conn:
             return frozenset(conn.execute(select(_intents.c.agent).distinct()).scalars())
 
+    def count_pull_requests(self, *, status: str) -> dict[str, int]:
+        """PRs in ``status`` by environment: one aggregate query, for ``/metrics`` scrapes."""
+        stmt = (
+            select(_intents.c.environment, func.count())
+            .select_from(_prs.join(_intents, _intents.c.id == _prs.c.intent_id))
+            .where(_prs.c.status == status)
+            .group_by(_intents.c.environment)
+        )
+        with self._transaction("count PRs") as conn:
+            return {environment: int(n) for environment, n in conn.execute(stmt)}
+
     def update_pull_request(
         self,
         pr_id: str,

@@ -30,6 +30,7 @@ from orchestrator.logs import get_logger
 from orchestrator.notify.outbox import Delivery, Outbox
 from orchestrator.notify.retry import RetryPolicy, Verdict, classify, parse_retry_after
 from orchestrator.notify.urls import scrub
+from orchestrator.telemetry import INTENT_ID, Telemetry
 
 if TYPE_CHECKING:
     from orchestrator.notify.settings import NotificationSettings
@@ -86,8 +87,10 @@ class Deliverer:
         headers: Mapping[str, Mapping[str, str]] | None = None,
         batch: int = DEFAULT_BATCH,
         rng: random.Random | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
-        """``headers``: extra request headers by webhook name; ``rng``: the jitter (tests seed it)."""
+        """``headers``: extra request headers by webhook name; ``rng``: the jitter (tests seed it);
+        ``telemetry``: each post becomes a span of its intent's trace."""
         if batch < 1:
             raise ValueError("batch must be at least 1")
         self._outbox = outbox
@@ -101,6 +104,7 @@ class Deliverer:
         # see the rows as due while this one is still posting them.
         self._lease = timeout * batch + timedelta(seconds=30)
         self._rng = rng or random.Random()
+        self._telemetry = telemetry or Telemetry.disabled()
 
     @classmethod
     def from_settings(
@@ -111,6 +115,7 @@ class Deliverer:
         clock: Clock,
         *,
         rng: random.Random | None = None,
+        telemetry: Telemetry | None = None,
     ) -> Deliverer:
         return cls(
             outbox,
@@ -122,6 +127,7 @@ class Deliverer:
             timeout=settings.timeout,
             headers=settings.headers,
             rng=rng,
+            telemetry=telemetry,
         )
 
     def deliver_due(self, *, stop: threading.Event | None = None) -> int:
@@ -142,6 +148,23 @@ class Deliverer:
         return delivered
 
     def _deliver(self, d: Delivery) -> bool:
+        # Our JSON payload names the intent's trace, so the post joins it (a Slack body does not).
+        trace_id, intent_id = d.payload.get("trace_id"), d.payload.get("intent_id")
+        with self._telemetry.span(
+            "apx.notify.deliver",
+            trace_id=trace_id if isinstance(trace_id, str) else None,
+            **{
+                INTENT_ID: intent_id if isinstance(intent_id, str) else None,
+                "apx.notification.kind": d.kind,
+                "apx.notification.webhook": d.webhook,
+                "apx.notification.attempt": d.attempts,
+            },
+        ) as span:
+            delivered = self._send(d)
+            span.set_attribute("apx.notification.delivered", delivered)
+        return delivered
+
+    def _send(self, d: Delivery) -> bool:
         attempt = self._post(d)
         now = self._clock.now()
         fields = {
