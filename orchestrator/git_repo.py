@@ -227,6 +227,33 @@ class GitConfigRepo:
             parents = self._repo.commit(sha).parents
             return str(parents[0].hexsha) if parents else None
 
+    def intent_commit(self, branch: str, intent_id: str, *, since: str) -> str | None:
+        """The commit on ``branch``'s first-parent line after ``since`` whose ``Intent-Id:``
+        trailer is ``intent_id``, if there is one.
+
+        A decision that died between its commit and its record (``kill -9``, a
+        power cut) left exactly this behind; the pipeline finishes it from here
+        instead of committing the same change again. Usually ``since`` is the
+        head (nothing to read); otherwise the commits in between are read through
+        gitpython's long-lived ``cat-file`` helper, newest first, with no new process.
+        """
+        _check_branch(branch)
+        trailer = f"\nIntent-Id: {intent_id}\n"
+        with self._lock:
+            head = self.head(branch)
+            if head is None:
+                return None
+            stop = self._resolve(since)
+            commit = self._repo.commit(head)
+            while commit.hexsha != stop:
+                message = commit.message if isinstance(commit.message, str) else commit.message.decode()
+                if trailer in f"\n{message}\n":
+                    return str(commit.hexsha)
+                if not commit.parents:
+                    return None
+                commit = commit.parents[0]
+            return None
+
     def commit(
         self,
         *,

@@ -96,6 +96,9 @@ class _State(TypedDict, total=False):
     blast_radius: dict[str, Any]
     #: Replay: decide as usual but write nothing (no commit, no breaker).
     dry_run: bool
+    #: Recovery: the commit this intent already made before a crash cut its decision
+    #: short; routing records it instead of committing again.
+    landed: str
     decision: Decision
 
 
@@ -309,12 +312,24 @@ class Orchestrator:
         started = time.perf_counter()
         structlog.contextvars.bind_contextvars(intent_id=view.record.id, trace_id=view.record.trace_id)
         try:
+            start = self._recovery(view)
             try:
-                state = self._graph.invoke({"view": view})
+                state = self._graph.invoke(start)
             except BranchMoved:
                 # Someone wrote the branch outside our lock: plan again on the new head, once.
-                state = self._graph.invoke({"view": view})
+                state = self._graph.invoke(start)
             decision: Decision = state["decision"]
+            if "landed" in start and decision.commit != start["landed"]:
+                decision = self._decision(
+                    view.record,
+                    status=Status.FAILED,
+                    reasons=[
+                        f"commit {start['landed']} for this intent landed before a crash, and deciding "
+                        f"it again now says {decision.status.value}: "
+                        + "; ".join(decision.reasons or ["no reason"])
+                        + ". Check the branch, and roll the commit back if it must not stay."
+                    ],
+                )
         except Exception as exc:  # never a silent drop: record what went wrong
             log.exception("intent.failed")
             decision = self._decision(
@@ -329,6 +344,26 @@ class Orchestrator:
         self._log_decision(decision, started=started, trace_id=view.record.trace_id, intent_id=view.record.id)
         self._tell(lambda o: o.decided(decision))
         return decision
+
+    def _recovery(self, view: IntentView) -> _State:
+        """The graph's input for ``view``. For an intent whose decision a crash cut short
+        after its commit (or PR branch) was made, it also names that commit and the head
+        it was made on.
+
+        An apply is keyed by intent id: deciding such an intent again finds its commit
+        through the ``Intent-Id:`` trailer (its PR through the branch ``apx/<intent-id>``)
+        and records it, so a retried apply never makes a second commit or PR.
+        """
+        record = view.record
+        branch = self._settings.branch_of(record.environment)
+        landed = self._repo.head(f"apx/{record.id}") or self._repo.intent_commit(
+            branch, record.id, since=record.base_revision
+        )
+        parent = self._repo.parent(landed) if landed else None
+        if landed is None or parent is None:
+            return {"view": view}
+        log.warning("intent.recovered", commit=landed, branch=branch)
+        return {"view": view, "head": parent, "landed": landed}
 
     def observe(self, observer: Observer) -> None:
         self._observers.append(observer)
@@ -587,9 +622,10 @@ class Orchestrator:
             reasons = [*verdict.reasons, *verdict.flags]
             return {"decision": self._decision(record, status=status, reasons=reasons, **common)}
         message = _commit_message(record, intent)
+        landed = state.get("landed")
         if not review:
             with self._telemetry.span("apx.apply", **{"apx.branch": branch}):
-                commit = self._repo.commit(
+                commit = landed or self._repo.commit(
                     branch=branch, parent=state["head"], files=planned.files, message=message
                 )
             # The new head is exactly the plan's result: the next intent need not re-parse it.
@@ -605,7 +641,7 @@ class Orchestrator:
             return {"decision": decision}
         pr_branch = f"apx/{record.id}"
         with self._telemetry.span("apx.pr.open", **{"apx.branch": pr_branch}):
-            commit = self._repo.commit(
+            commit = landed or self._repo.commit(
                 branch=pr_branch, parent=state["head"], files=planned.files, message=message
             )
         pr = PullRequestRef(

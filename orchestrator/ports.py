@@ -176,6 +176,11 @@ class ConfigRepo(Protocol):
         """
         ...
 
+    def intent_commit(self, branch: str, intent_id: str, *, since: str) -> str | None:
+        """The commit on ``branch`` after ``since`` carrying ``Intent-Id: intent_id``, if any:
+        what a decision that died before its record left behind."""
+        ...
+
     def commit(
         self,
         *,
