@@ -385,7 +385,10 @@ class Orchestrator:
         graph.add_conditional_edges("sequence", _next_unless_decided("validate"), ["validate", END])
         graph.add_conditional_edges("validate", _next_unless_decided("route"), ["route", END])
         graph.add_edge("route", END)
-        return graph.compile()
+        # Never checkpointed, not even when a checkpointed graph calls it (a review's
+        # merge step does): a decision is recorded in the intent log, and langgraph would
+        # otherwise save every step's state (plans, snapshots) as a subgraph of the review.
+        return graph.compile(checkpointer=False)
 
     def _in_span(self, name: str, node: Callable[[_State], _State]) -> Any:
         """``node`` as a span of the running decision's trace (langgraph keeps the context).
@@ -763,13 +766,19 @@ class Orchestrator:
     def _merge(self, pr: PullRequestView) -> Decision:
         view = pr.intent
         recorded = view.decision or self._decision(view.record, status=Status.APPROVED, reasons=[])
-        head = self._repo.head(pr.base)
+        # A merge a crash cut short before its record: the merge commit is on the base
+        # already (found by its Intent-Id trailer after the PR's fork point). Record it;
+        # never merge twice.
+        landed = self._repo.intent_commit(
+            pr.base, view.record.id, since=self._repo.parent(pr.head) or pr.head
+        )
+        head = self._repo.parent(landed) if landed else self._repo.head(pr.base)
         if head is None:
             raise UnknownEnvironment(f"the config repo has no branch {pr.base!r}")
         state = self._graph.invoke({"view": view, "head": head, "dry_run": True})
         checked: Decision = state["decision"]
         now = self._clock.now()
-        if checked.status is Status.REJECTED or "plan" not in state:
+        if landed is None and (checked.status is Status.REJECTED or "plan" not in state):
             return recorded.model_copy(
                 update={
                     "status": Status.PR_REJECTED,
@@ -781,6 +790,16 @@ class Orchestrator:
                     ],
                 }
             )
+        if "plan" not in state:  # merged before a crash; today's checks say otherwise
+            return recorded.model_copy(
+                update={
+                    "status": Status.MERGED,
+                    "decided_at": now,
+                    "commit": landed,
+                    "checks": checked.checks,
+                    "reasons": [f"merged into {pr.base} as {landed} before a crash; recorded now"],
+                }
+            )
         planned: Plan = state["plan"]
         intent: Intent = state["intent"]
         approvers = approvals.approvals_at(pr.reviews, pr.head)
@@ -788,7 +807,7 @@ class Orchestrator:
             view.record, intent, extra={"Approved-By": ", ".join(approvers), "Merges": pr.id}
         )
         with self._telemetry.span("apx.merge.commit", **{"apx.branch": pr.base}):
-            commit = self._repo.commit(
+            commit = landed or self._repo.commit(
                 branch=pr.base, parent=head, files=planned.files, message=message, merge=pr.head
             )
         self._remember(commit, self._repo.read(commit), planned.after)

@@ -88,3 +88,29 @@ def test_a_prod_pr_cut_short_by_kill_9_is_opened_once_on_the_next_drain(home: Pa
     assert git(home, "rev-parse", branch).stdout.strip() == head  # the same branch, not a new commit
     assert git(home, "rev-parse", "prod").stdout.strip() == prod  # prod untouched
     assert git(home, "branch", "--list", "apx/*").stdout.split() == [branch]
+
+
+def test_a_merge_cut_short_by_kill_9_is_recorded_once_when_the_review_resumes(home: Path) -> None:
+    assert (
+        apx(
+            "submit", str(EXAMPLES / "security-tighten-edge.yaml"), "--agent", "security", home=home
+        ).returncode
+        == 0
+    )
+    intent_id = only_intent(home)["id"]
+    env = {**os.environ, "APX_HOME": str(home), "APX_TEST_CRASH_AFTER_REF": "1"}
+    env.pop("APX_DATABASE_URL", None)
+    killed = subprocess.run([APX, "prs", "approve", intent_id, "--by", "alice"], env=env, capture_output=True)
+    assert killed.returncode == -9
+    merges = git(home, "log", "--format=%H", "--first-parent", "--grep", f"Intent-Id: {intent_id}", "prod")
+    assert len(merges.stdout.split()) == 1  # the merge commit landed before the crash
+
+    resumed = apx("prs", "approve", intent_id, "--by", "alice", home=home)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Deserializing" not in resumed.stderr  # the review's checkpoint holds ids, not our objects
+    shown = json.loads(apx("intents", "show", intent_id, "--json", home=home).stdout)
+    assert shown["status"] == "merged" and shown["decision"]["commit"] == merges.stdout.split()[0]
+    again = git(home, "log", "--format=%H", "--first-parent", "--grep", f"Intent-Id: {intent_id}", "prod")
+    assert again.stdout == merges.stdout  # merged once
+    assert apx("audit", "verify", home=home).returncode == 0
