@@ -4,8 +4,8 @@
 write the config repo, approve a PR, reset a breaker or read another tenant:
 an agent proposes, and only the orchestrator writes. :class:`InProcessClient`
 serves it from an :class:`~orchestrator.bootstrap.App` in this process (the
-scheduler, ``apx agents run``); the HTTP client of issue 7 will serve the same
-Protocol over ``/v1/`` with a token scoped to the tenant.
+scheduler, ``apx agents run``); :class:`agents.http_client.HttpClient` serves the
+same Protocol over ``/v1/`` with a token scoped to the tenant (``apx agents run --server``).
 """
 
 from __future__ import annotations

@@ -3,10 +3,12 @@
 :data:`AGENTS` is the registry; :func:`run_agent` runs one agent once against
 an :class:`~orchestrator.bootstrap.App` through an
 :class:`~agents.client.InProcessClient` scoped to one tenant (read-only, plus
-submit); :func:`add_agent_jobs` puts the periodic agents on an APScheduler
-scheduler: the Optimizer every ``agents.optimizer.every`` (5m), the Security
-agent every ``agents.security.every`` (1h). The Builder acts on human requests
-only, so it has no job.
+submit); :func:`run_with` runs it through any client, such as
+:class:`~agents.http_client.HttpClient` for an agent on another host;
+:func:`add_agent_jobs` puts the periodic agents on an APScheduler scheduler: the
+Optimizer every ``agents.optimizer.every`` (5m), the Security agent every
+``agents.security.every`` (1h). The Builder acts on human requests only, so it
+has no job.
 
 The deterministic planners are the default; when ``llm.models`` is configured,
 :func:`run_agent` plans with :class:`agents.llm.LlmPlanner` instead. Either way the
@@ -28,9 +30,13 @@ from orchestrator import logs
 from orchestrator.errors import BadInput
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from apscheduler.schedulers.base import BaseScheduler
 
     from agents.base import Planner
+    from agents.client import Client
+    from agents.llm_settings import LlmSettings
     from orchestrator.bootstrap import App
 
 log = logs.get_logger("apx.agents")
@@ -54,27 +60,51 @@ def run_agent(
     settings: AgentsSettings | None = None,
 ) -> AgentRun:
     """Run agent ``name`` once. ``environment`` defaults to ``agents.<name>.environment``."""
+    return run_with(
+        InProcessClient(app, tenant=tenant),
+        name,
+        settings=settings or agents_settings(app),
+        llm=app.settings.llm,
+        at=app.clock.now(),
+        environment=environment,
+        request=request,
+        planner=planner,
+    )
+
+
+def run_with(
+    client: Client,
+    name: str,
+    *,
+    settings: AgentsSettings,
+    llm: LlmSettings,
+    at: datetime,
+    environment: str | None = None,
+    request: str | None = None,
+    planner: Planner | None = None,
+) -> AgentRun:
+    """Run agent ``name`` once through any :class:`~agents.client.Client`: in-process
+    (:func:`run_agent`) or over HTTP (``apx agents run --server``, :mod:`agents.http_client`),
+    for the client's tenant."""
     agent = AGENTS.get(name)
     if agent is None:
         raise BadInput(f"no agent {name!r}; agents: {', '.join(AGENTS)}")
-    settings = settings or agents_settings(app)
     own = getattr(settings, name)
     if not own.enabled:
         raise BadInput(f"agent {name!r} is disabled (agents.{name}.enabled in apx.yaml)")
     if agent.needs_request and not (request and request.strip()):
         raise BadInput(f"the {name} acts on a request: give one with --request TEXT")
     scope = Scope(
-        tenant=tenant,
+        tenant=client.tenant,
         environment=environment or own.environment,
-        at=app.clock.now(),
+        at=at,
         request=request,
     )
-    if planner is None and app.settings.llm.enabled:
+    if planner is None and llm.enabled:
         # Models are configured: plan with them (litellm is imported only now).
         from agents.llm import LlmPlanner
 
-        planner = LlmPlanner(app.settings.llm, agent=name, instructions=agent.instructions)
-    client = InProcessClient(app, tenant=tenant)
+        planner = LlmPlanner(llm, agent=name, instructions=agent.instructions)
     return run(agent, client=client, scope=scope, settings=settings, planner=planner)
 
 

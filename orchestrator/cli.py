@@ -4,6 +4,13 @@ Commands import the orchestrator lazily, so ``apx --help`` stays fast.
 :func:`main` is the one place that turns errors and decisions into exit
 codes: 0 accepted, 1 rejected, 2 bad input or usage, 3 held by admission,
 4 internal failure.
+
+Remote mode: with ``--server URL`` (or ``APX_SERVER``) and a token in
+``APX_TOKEN``, submit, intents list/show, prs, breakers, audit verify and
+agents run talk to ``apx serve`` over HTTP (:mod:`orchestrator.remote`)
+instead of opening the home; output and exit codes stay the same. A refusal
+by the server (401, 403) exits 2 with ``refused: <reason>``; a server that
+cannot be reached exits 4 naming the URL.
 """
 
 from __future__ import annotations
@@ -18,13 +25,15 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from orchestrator.errors import ApxError, BadInput, NotFound
+from orchestrator.errors import ApxError, BadInput, Forbidden, NotFound, Unauthenticated
 
 if TYPE_CHECKING:
+    from agents.graph import AgentRun
     from audit.checkpoint import PublicKey
     from orchestrator.bootstrap import App
     from orchestrator.decision import Decision
-    from orchestrator.records import IntentView
+    from orchestrator.records import BreakerState, IntentView
+    from orchestrator.remote import Remote
 
 app = typer.Typer(
     name="apx",
@@ -58,6 +67,65 @@ HomeOption = Annotated[
     Path | None,
     typer.Option("--home", envvar="APX_HOME", help="The APX home (default ./.apx).", show_default=False),
 ]
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        envvar="APX_SERVER",
+        help="Ask this APX server (URL; token from APX_TOKEN) instead of opening the home.",
+        show_default=False,
+    ),
+]
+
+#: What ``--server`` works with; every other command runs in-process only.
+REMOTE_COMMANDS = (
+    "submit, intents list|show, prs list|show|approve|reject, breakers list|reset, audit verify, agents run"
+)
+
+
+#: The global ``apx --server URL`` of this invocation, and whether it was typed on the
+#: command line (rather than taken from ``APX_SERVER``). Set by the callback on every run.
+_global_server: dict[str, Any] = {"url": None, "typed": False}
+
+
+@app.callback()
+def _global_options(ctx: typer.Context, server: ServerOption = None) -> None:
+    # The global --server; each remote-capable command also takes its own.
+    source = ctx.get_parameter_source("server")
+    _global_server.update(url=server, typed=source is not None and source.name == "COMMANDLINE")
+
+
+def _server_url(server: str | None) -> str | None:
+    """The server to ask (this command's --server, else the global one), or None: in-process."""
+    server = server or _global_server["url"]
+    if not server:
+        return None
+    from orchestrator.remote import check_server_url, plain_http_warning
+
+    url = check_server_url(server)
+    warning = plain_http_warning(url)
+    if warning:
+        typer.echo(f"apx: warning: {warning}", err=True)
+    return url
+
+
+def _remote(server: str | None) -> Remote | None:
+    url = _server_url(server)
+    if url is None:
+        return None
+    from orchestrator.remote import Remote
+
+    return Remote.from_environment(url)
+
+
+def _refuse_global_server() -> None:
+    """A command without a remote mode, given ``apx --server URL …`` on the command line.
+
+    ``APX_SERVER`` in the environment is not refused: it stays set in a shell
+    where ``apx init`` or ``apx policy lint`` must still work locally.
+    """
+    if _global_server["url"] and _global_server["typed"]:
+        raise BadInput(f"this command runs in-process only; --server works with: {REMOTE_COMMANDS}")
 
 
 class Output(StrEnum):
@@ -69,6 +137,7 @@ class Output(StrEnum):
 def _app(home: Path | None, *, policy_bundle: Path | None = None) -> App:
     from orchestrator.bootstrap import build
 
+    _refuse_global_server()
     return build(
         home or Path(".apx"),
         policy_bundle=policy_bundle,
@@ -102,26 +171,56 @@ def init(
 @app.command()
 def submit(
     file: Annotated[str, typer.Argument(help="Intent file (YAML or JSON), or - for stdin.")],
-    agent: Annotated[str, typer.Option("--agent", help="The submitting agent.")],
+    agent: Annotated[
+        str | None,
+        typer.Option(
+            "--agent",
+            help="The submitting agent (required in-process; with --server the token's agent, "
+            "and a different one is refused).",
+        ),
+    ] = None,
     env: Annotated[str | None, typer.Option("--env", help="Override spec.environment.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as one JSON object.")] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once admitted (status queued).")] = False,
+    server: ServerOption = None,
     home: HomeOption = None,
 ) -> None:
     """Submit an intent and print the decision."""
     from orchestrator.parsing import parse_intent
 
-    application = _app(home)
     source = "<stdin>" if file == "-" else file
     try:
         data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
     except OSError as exc:
         raise BadInput(f"{file}: cannot read: {exc.strerror}") from exc
+    remote = _remote(server)
+    if remote is not None:
+        # Checked here first, so a bad file gets the same line-numbered error as in-process.
+        parse_intent(data, source=source)
+        with remote:
+            decision = remote.submit(_remote_document(data, agent=agent, env=env), wait=not no_wait)
+        _report(decision, as_json)
+    if agent is None:
+        raise BadInput("--agent is required (with --server, the token says which agent submits)")
+    application = _app(home)
     limit = application.settings.admission.max_intent_bytes
     intent = parse_intent(data, source=source, max_bytes=limit)
     if env is not None:
         intent = intent.model_copy(update={"spec": intent.spec.model_copy(update={"environment": env})})
     _finish(application, application.orchestrator.submit(intent, agent=agent, wait=not no_wait), as_json)
+
+
+def _remote_document(data: bytes, *, agent: str | None, env: str | None) -> dict[str, Any]:
+    """The intent as the server should get it: as written, with ``--env`` applied, and
+    ``metadata.agent`` naming ``--agent`` so the server refuses it if the token is another agent's."""
+    import yaml
+
+    document = json.loads(json.dumps(yaml.safe_load(data), default=str))
+    if env is not None:
+        document["spec"]["environment"] = env
+    if agent is not None:
+        document["metadata"]["agent"] = agent
+    return dict(document)
 
 
 @app.command()
@@ -140,6 +239,11 @@ def drain(
 def _finish(application: App, decision: Decision, as_json: bool) -> NoReturn:
     """Sign an audit checkpoint if one is due, print the decision, exit with its code."""
     application.audit.checkpoint()
+    _report(decision, as_json)
+
+
+def _report(decision: Decision, as_json: bool) -> NoReturn:
+    """Print the decision (one JSON object with ``--json``) and exit with its code."""
     if as_json:
         _out(decision.model_dump_json())
     else:
@@ -183,52 +287,24 @@ def _print_decision(decision: Decision) -> None:
 if TYPE_CHECKING:
     from orchestrator.blame import BlameLine, FieldPath, Landed
     from orchestrator.intent import ResourceKey
-    from orchestrator.ports import IntentStore
 
 
 def parse_since(text: str, *, now: datetime, option: str = "--since") -> datetime:
-    """A duration ago (``10m``) or an ISO timestamp (naive means UTC); errors name ``option``."""
-    from orchestrator.durations import parse_duration
+    from orchestrator.presenters import parse_since as parse
 
-    try:
-        return now - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise BadInput(
-            f"{option} {text!r}: use a duration such as 10m or a timestamp such as 2026-01-31T12:00"
-        ) from exc
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
-#: What a cursor says inside its base64: the sequence number of the last intent shown.
-#: Opaque to users, so the encoding may change (a new prefix) without breaking scripts
-#: that only pass back what they were given.
-_CURSOR_PREFIX = "apx-seq:"
+    return parse(text, now=now, option=option)
 
 
 def encode_cursor(seq: int) -> str:
-    """The ``--cursor`` for the page after the one whose last (oldest) intent has ``seq``."""
-    import base64
+    from orchestrator.presenters import encode_cursor as encode
 
-    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{seq}".encode()).decode().rstrip("=")
+    return encode(seq)
 
 
 def decode_cursor(text: str) -> int:
-    import base64
-    import binascii
+    from orchestrator.presenters import decode_cursor as decode
 
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raw = ""
-    digits = raw.removeprefix(_CURSOR_PREFIX)
-    # A sequence number is a positive BIGINT; anything else was not printed by apx.
-    if not raw.startswith(_CURSOR_PREFIX) or not digits.isdigit() or not 1 <= int(digits) < 2**63:
-        raise BadInput(f"--cursor {text!r}: not a cursor printed by `apx intents list`")
-    return int(digits)
+    return decode(text, option="--cursor")
 
 
 def _resource_key(text: str, what: str) -> ResourceKey:
@@ -263,6 +339,7 @@ def intents_list(
         str | None, typer.Option(help="Continue after the last page (printed as 'apx: more: --cursor …').")
     ] = None,
     output: Annotated[Output, typer.Option("-o", "--output", help="table, json or csv.")] = Output.table,
+    server: ServerOption = None,
     home: HomeOption = None,
 ) -> None:
     """List intents, newest first, a page at a time."""
@@ -289,14 +366,38 @@ def intents_list(
         # One more than shown: whether there is a next page, without counting.
         limit=limit + 1,
     )
-    application = _app(home)
-    views = application.store.query(query)
-    more = f"apx: more: --cursor {encode_cursor(views[limit - 1].seq)}" if len(views) > limit else None
-    rows = [_row(v) for v in views[:limit]]
+    remote = _remote(server)
+    if remote is not None:
+        # The options were checked above; the server reads durations against its own clock.
+        params = {
+            "agent": agent,
+            "status": status,
+            "env": env,
+            "tenant": tenant,
+            "target": query.target,
+            "trace": trace,
+            "caused_by": caused_by,
+            "reason": reason,
+            "since": since,
+            "until": until,
+            "limit": limit,
+            "cursor": cursor,
+        }
+        with remote:
+            page = remote.get("/v1/intents", params)
+        rows = list(page["items"])
+        more = f"apx: more: --cursor {page['next_cursor']}" if page.get("next_cursor") else None
+    else:
+        application = _app(home)
+        views = application.store.query(query)
+        more = f"apx: more: --cursor {encode_cursor(views[limit - 1].seq)}" if len(views) > limit else None
+        rows = [_row(v) for v in views[:limit]]
     if output is Output.json:
         _out(json.dumps(rows, indent=2))
     elif output is Output.csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(_ROW_FIELDS), lineterminator="\n")
+        from orchestrator.presenters import ROW_FIELDS
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(ROW_FIELDS), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
     else:
@@ -309,28 +410,17 @@ def intents_list(
         typer.echo(more, err=True)
 
 
-_ROW_FIELDS = ("id", "received_at", "status", "agent", "tenant", "environment", "targets", "reason", "ref")
-
-
 def _row(view: IntentView) -> dict[str, Any]:
-    d = view.decision
-    ref = (d.commit or "")[:12] if d and d.commit and not d.pr else (d.pr.id if d and d.pr else "")
-    return {
-        "id": view.record.id,
-        "received_at": view.record.received_at.isoformat(timespec="seconds"),
-        "status": view.status.value,
-        "agent": view.record.agent,
-        "tenant": view.record.tenant,
-        "environment": view.record.environment,
-        "targets": " ".join(view.record.targets),
-        "reason": (d.reasons[0] if d and d.reasons else ""),
-        "ref": ref,
-    }
+    from orchestrator.presenters import intent_row
+
+    return intent_row(view)
 
 
 def _table(rows: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
+
+    from orchestrator.presenters import ROW_FIELDS as _ROW_FIELDS
 
     table = Table(show_lines=False)
     for name in _ROW_FIELDS:
@@ -342,53 +432,46 @@ def _table(rows: list[dict[str, Any]]) -> None:
         _out("no intents match")
 
 
-#: How far ``show`` follows ``caused_by`` upward, and how many children it lists:
-#: a loop of agents can make long chains, and the rest is one ``--caused-by`` away.
-_MAX_PARENTS = 50
-_MAX_CHILDREN = 50
-
-
 @intents_app.command("show")
 def intents_show(
     intent_id: Annotated[str, typer.Argument(metavar="ID", help="The intent id.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    server: ServerOption = None,
     home: HomeOption = None,
 ) -> None:
     """Show one intent: the intent, its timeline, checks, blast radius, commit or PR, causes and effects."""
-    application = _app(home)
-    view = application.store.get(intent_id)
-    if view is None:
-        raise NotFound(f"no intent {intent_id!r}")
-    record = view.record
-    parents, children, more_children = _lineage(application.store, view)
-    radius = view.decision.blast_radius if view.decision else None
+    remote = _remote(server)
+    if remote is not None:
+        from orchestrator.remote import path_segment
+
+        with remote:
+            detail = remote.get(f"/v1/intents/{path_segment(intent_id)}")
+    else:
+        from orchestrator.presenters import view_json
+
+        application = _app(home)
+        view = application.store.get(intent_id)
+        if view is None:
+            raise NotFound(f"no intent {intent_id!r}")
+        detail = view_json(application.store, view)
     if as_json:
-        _out(
-            json.dumps(
-                {
-                    "intent": record.document,
-                    "id": record.id,
-                    "agent": record.agent,
-                    "status": view.status.value,
-                    "base_revision": record.base_revision,
-                    "timeline": [
-                        {"status": e.status.value, "at": e.at.isoformat(), "reasons": list(e.reasons)}
-                        for e in view.events
-                    ],
-                    "decision": view.decision.model_dump(mode="json") if view.decision else None,
-                    "blast_radius": radius,
-                    "parents": parents,
-                    "children": children,
-                },
-                indent=2,
-            )
-        )
+        _out(json.dumps(detail, indent=2))
         return
+    _print_intent(detail)
+
+
+def _print_intent(detail: dict[str, Any]) -> None:
+    """``apx intents show`` as text, from its JSON (``presenters.view_json`` or the API's)."""
     import yaml
 
-    _out(f"intent {record.id}  ({view.status.value})")
-    _out(f"  agent: {record.agent}   tenant: {record.tenant}   environment: {record.environment}")
-    _out(f"  trace: {record.trace_id}   base revision: {record.base_revision[:12]}")
+    from orchestrator.decision import Decision
+    from orchestrator.presenters import MAX_CHILDREN
+
+    intent_id = detail["id"]
+    parents, children = detail.get("parents") or [], detail.get("children") or []
+    _out(f"intent {intent_id}  ({detail['status']})")
+    _out(f"  agent: {detail['agent']}   tenant: {detail['tenant']}   environment: {detail['environment']}")
+    _out(f"  trace: {detail['trace_id']}   base revision: {detail['base_revision'][:12]}")
     if parents:
         _out("caused by (nearest first):")
         for parent in parents:
@@ -397,60 +480,31 @@ def intents_show(
         _out("caused (oldest first):")
         for child in children:
             _out(f"  {_brief_text(child)}")
-        if more_children:
-            _out(f"  … and more: apx intents list --caused-by {record.id}")
+        if len(children) >= MAX_CHILDREN:
+            _out(f"  … and more: apx intents list --caused-by {intent_id}")
     _out("timeline:")
-    for event in view.events:
-        tail = f"  {event.reasons[0]}" if event.reasons else ""
-        _out(f"  {event.at.isoformat(timespec='milliseconds')}  {event.status.value}{tail}")
+    for event in detail.get("timeline") or []:
+        tail = f"  {event['reasons'][0]}" if event.get("reasons") else ""
+        at = datetime.fromisoformat(event["at"]).isoformat(timespec="milliseconds")
+        _out(f"  {at}  {event['status']}{tail}")
+    radius = detail.get("blast_radius")
     if radius:
         _out("blast radius:")
         for line in _blast_lines(radius):
             _out(f"  {line}")
-    if view.decision:
-        _print_decision(view.decision)
-        _print_diffs(view.decision)
-    if view.pruned_at is not None:
+    if detail.get("decision"):
+        decision = Decision.model_validate(detail["decision"])
+        _print_decision(decision)
+        _print_diffs(decision)
+    if detail.get("pruned_at"):
+        pruned_at = datetime.fromisoformat(detail["pruned_at"]).isoformat(timespec="seconds")
         _out(
-            f"intent: payload pruned by retention at {view.pruned_at.isoformat(timespec='seconds')}; "
-            f"its digest {view.payload_digest} is in the audit log (apx audit export)"
+            f"intent: payload pruned by retention at {pruned_at}; "
+            f"its digest {detail.get('payload_digest')} is in the audit log (apx audit export)"
         )
         return
     _out("intent:")
-    _out(yaml.safe_dump(record.document, sort_keys=False).rstrip("\n"))
-
-
-def _lineage(store: IntentStore, view: IntentView) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
-    """(parents nearest first, children oldest first, whether there are more children).
-
-    A parent that is not in the log (another installation's id, a typo in
-    ``causedBy``) is listed with no agent or status, and ends the chain; a
-    chain that loops back on itself ends where it would repeat.
-    """
-    from orchestrator.records import IntentQuery
-
-    parents: list[dict[str, Any]] = []
-    seen = {view.record.id}
-    parent_id = view.record.caused_by
-    while parent_id and parent_id not in seen and len(parents) < _MAX_PARENTS:
-        seen.add(parent_id)
-        parent = store.get(parent_id)
-        parents.append(_brief(parent_id, parent))
-        parent_id = parent.record.caused_by if parent else None
-    found = store.query(IntentQuery(caused_by=view.record.id, limit=_MAX_CHILDREN + 1))
-    children = [_brief(v.record.id, v) for v in reversed(found[:_MAX_CHILDREN])]
-    return parents, children, len(found) > _MAX_CHILDREN
-
-
-def _brief(intent_id: str, view: IntentView | None) -> dict[str, Any]:
-    if view is None:
-        return {"id": intent_id, "agent": None, "status": None, "received_at": None}
-    return {
-        "id": intent_id,
-        "agent": view.record.agent,
-        "status": view.status.value,
-        "received_at": view.record.received_at.isoformat(timespec="seconds"),
-    }
+    _out(yaml.safe_dump(detail["intent"], sort_keys=False).rstrip("\n"))
 
 
 def _brief_text(brief: dict[str, Any]) -> str:
@@ -821,13 +875,18 @@ def migrate(
 @breakers_app.command("list")
 def breakers_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    server: ServerOption = None,
     home: HomeOption = None,
 ) -> None:
     """Every breaker that has tripped, open or closed."""
     from dataclasses import asdict
 
-    application = _app(home)
-    states = application.orchestrator.breakers()
+    remote = _remote(server)
+    if remote is not None:
+        with remote:
+            states = [_breaker_state(item) for item in remote.get("/v1/breakers")]
+    else:
+        states = _app(home).orchestrator.breakers()
     if as_json:
         _out(json.dumps([asdict(s) for s in states], default=str, indent=2))
         return
@@ -846,14 +905,43 @@ def breakers_list(
 def breakers_reset(
     tenant: Annotated[str, typer.Option(help="The tenant.")],
     env: Annotated[str, typer.Option("--env", help="The environment.")],
-    by: Annotated[str, typer.Option(help="Who resets it (recorded).", envvar="USER")] = "operator",
+    by: Annotated[
+        str,
+        typer.Option(
+            help="Who resets it (recorded). With --server the token's principal is recorded instead.",
+            envvar="USER",
+        ),
+    ] = "operator",
+    server: ServerOption = None,
     home: HomeOption = None,
 ) -> None:
     """Close a breaker (a human decision); its deploy count restarts now."""
-    application = _app(home)
-    state = application.orchestrator.reset_breaker(tenant=tenant, environment=env, by=by)
-    application.audit.checkpoint()
+    remote = _remote(server)
+    if remote is not None:
+        from orchestrator.remote import path_segment
+
+        with remote:
+            response = remote.post(f"/v1/breakers/{path_segment(tenant)}/{path_segment(env)}/reset")
+        state = _breaker_state(response.json())
+        by = state.reset_by or by
+    else:
+        application = _app(home)
+        state = application.orchestrator.reset_breaker(tenant=tenant, environment=env, by=by)
+        application.audit.checkpoint()
     _out(f"{state.tenant}/{state.environment}: closed by {by}")
+
+
+def _breaker_state(item: dict[str, Any]) -> BreakerState:
+    """A breaker from the API's JSON, so remote output is printed by the same code."""
+    from dataclasses import fields
+
+    from orchestrator.records import BreakerState
+
+    values: dict[str, Any] = {f.name: item.get(f.name) for f in fields(BreakerState)}
+    for name, value in values.items():
+        if name.endswith("_at") or name == "count_from":
+            values[name] = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return BreakerState(**values)
 
 
 # -- rollback ------------------------------------------------------------------------
@@ -915,6 +1003,92 @@ def worker(
         application.close()
 
 
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Listen on this address (loopback by default; 0.0.0.0 for every interface).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Listen on this port (0 picks a free one and prints it).")] = 8700,
+    home: HomeOption = None,
+) -> None:
+    """Run the control plane as one service: the HTTP API, the pipeline worker and the scheduler.
+
+    Runs until SIGTERM or Ctrl-C, then stops in order within a bounded time.
+    """
+    from orchestrator.serve import run
+
+    application = _app(home)
+    raise typer.Exit(run(application, host=host, port=port, echo=_out))
+
+
+# -- principals ----------------------------------------------------------------------
+
+principals_app = typer.Typer(
+    help="API tokens: who may call `apx serve`, with which role, for which tenants.", no_args_is_help=True
+)
+app.add_typer(principals_app, name="principals")
+
+
+@principals_app.command("add")
+def principals_add(
+    name: Annotated[str, typer.Argument(help="Who this is: an agent's name, a person, a script.")],
+    role: Annotated[
+        str, typer.Option("--role", help="agent:<name> (e.g. agent:builder), reviewer, engineer or admin.")
+    ],
+    tenant: Annotated[
+        list[str],
+        typer.Option("--tenant", help="A tenant it may act for (repeatable; '*' for every tenant)."),
+    ],
+    home: HomeOption = None,
+) -> None:
+    """Add a principal and print its token on stdout, once: only its hash is kept."""
+    principals = _principals(home)
+    token = principals.add(name, role, tenant)
+    added = next(p for p in principals.list() if p.name == name)
+    _out(token)
+    typer.echo(
+        f"apx: added {name} ({added.role_text}, tenants {', '.join(sorted(added.tenants))}) to "
+        f"{principals.path}. The token above is shown only now and cannot be shown again: "
+        "store it (e.g. as APX_TOKEN) before closing this terminal.",
+        err=True,
+    )
+
+
+@principals_app.command("list")
+def principals_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """The principals: name, role and tenants (never tokens or their hashes)."""
+    found = _principals(home).list()
+    rows = [{"name": p.name, "role": p.role_text, "tenants": sorted(p.tenants)} for p in found]
+    if as_json:
+        _out(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        _out("no principals; add one with: apx principals add NAME --role ROLE --tenant TENANT")
+    width = max((len(r["name"]) for r in rows), default=0)
+    for r in rows:
+        _out(f"{r['name']:<{width}}  {r['role']:<16} {', '.join(r['tenants'])}")
+
+
+@principals_app.command("revoke")
+def principals_revoke(
+    name: Annotated[str, typer.Argument(help="The principal to remove.")],
+    home: HomeOption = None,
+) -> None:
+    """Remove a principal: its token stops working at the server's next request (no restart)."""
+    principals = _principals(home)
+    principals.revoke(name)
+    _out(f"revoked {name}: its token no longer works")
+
+
+def _principals(home: Path | None) -> Any:
+    from orchestrator.principals import Principals
+
+    return Principals.load(_app(home).settings.home)
+
+
 @notify_app.command("deliver")
 def notify_deliver(home: HomeOption = None) -> None:
     """Post the webhook notifications that are due now (retries follow their backoff)."""
@@ -957,7 +1131,15 @@ def canary_list(
 
 # -- prs -----------------------------------------------------------------------------
 
-ByOption = Annotated[str, typer.Option("--by", envvar="USER", help="The human reviewer (recorded).")]
+ByOption = Annotated[
+    str | None,
+    typer.Option(
+        "--by",
+        envvar="USER",
+        help="The human reviewer (recorded). With --server the token's principal is recorded instead.",
+        show_default=False,
+    ),
+]
 PrRef = Annotated[str, typer.Argument(metavar="REF", help="The PR id or its intent's id.")]
 
 
@@ -966,31 +1148,36 @@ def prs_list(
     status: Annotated[str, typer.Option(help="open, merged, rejected, expired or all.")] = "open",
     env: Annotated[str | None, typer.Option("--env", help="In this environment.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    server: ServerOption = None,
     home: HomeOption = None,
 ) -> None:
     """PRs waiting for review (or with --status, the others), newest first."""
     if status not in ("open", "merged", "rejected", "expired", "all"):
         raise BadInput(f"--status {status!r}: use open, merged, rejected, expired or all")
-    application = _app(home)
-    application.reviews.expire_due()
-    prs = application.store.pull_requests(status=None if status == "all" else status, environment=env)
+    remote = _remote(server)
+    if remote is not None:
+        with remote:
+            prs: list[dict[str, Any]] = remote.get("/v1/prs", {"status": status, "env": env})
+    else:
+        application = _app(home)
+        application.reviews.expire_due()
+        found = application.store.pull_requests(status=None if status == "all" else status, environment=env)
+        prs = [_pr_json(application, pr) for pr in found]
     if as_json:
-        _out(json.dumps([_pr_json(application, pr) for pr in prs], indent=2))
+        _out(json.dumps(prs, indent=2))
         return
     if not prs:
         _out(f"no {'' if status == 'all' else status + ' '}PRs")
     for pr in prs:
-        record = pr.intent.record
-        needed = max(1, application.settings.environments[record.environment].approvals)
-        given = len(_approvals(pr))
+        expires = pr.get("expires_at")
         due = (
-            f", expires {pr.expires_at.isoformat(timespec='minutes')}"
-            if pr.status == "open" and pr.expires_at
+            f", expires {datetime.fromisoformat(expires).isoformat(timespec='minutes')}"
+            if pr["status"] == "open" and expires
             else ""
         )
         _out(
-            f"{pr.id}  {pr.status:<8} {record.environment}/{record.tenant}  {record.agent}  "
-            f"{' '.join(record.targets)}  approvals {given}/{needed}{due}"
+            f"{pr['id']}  {pr['status']:<8} {pr['environment']}/{pr['tenant']}  {pr['agent']}  "
+            f"{' '.join(pr.get('targets') or [])}  approvals {len(pr['approvals'])}/{pr['required']}{due}"
         )
 
 
@@ -998,40 +1185,52 @@ def prs_list(
 def prs_show(
     ref: PrRef,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    server: ServerOption = None,
     home: HomeOption = None,
 ) -> None:
     """Everything a reviewer needs: diff, checks, blast radius, policy, rationale, causal chain, rollback."""
-    application = _app(home)
-    pr = application.store.pull_request(ref)
-    if pr is None:
-        raise NotFound(f"there is no PR {ref!r} (give the PR id or its intent's id)")
+    remote = _remote(server)
+    if remote is not None:
+        with remote:
+            pr = _remote_pr(remote, ref)
+    else:
+        application = _app(home)
+        found = application.store.pull_request(ref)
+        if found is None:
+            raise NotFound(f"there is no PR {ref!r} (give the PR id or its intent's id)")
+        pr = _pr_json(application, found)
     if as_json:
-        _out(json.dumps(_pr_json(application, pr), indent=2))
+        _out(json.dumps(pr, indent=2))
         return
-    record, decision = pr.intent.record, pr.intent.decision
-    needed = max(1, application.settings.environments[record.environment].approvals)
-    _out(f"PR {pr.id}  ({pr.status})  {pr.branch} → {pr.base}  head {pr.head[:12]}")
-    _out(f"  intent {record.id} by {record.agent} for {record.tenant}  trace {record.trace_id}")
-    if pr.publication and pr.publication.get("url"):
-        _out(f"  review at: {pr.publication['url']}")
-    rationale = (record.document.get("spec") or {}).get("rationale")
-    if rationale:
-        _out(f"  rationale: {rationale}")
-    chain = _causal_chain(application, record.caused_by)
-    if chain:
-        _out("  caused by: " + " ← ".join(chain))
-    given = _approvals(pr)
-    _out(f"  approvals: {len(given)}/{needed}" + (f" ({', '.join(given)})" if given else ""))
-    if pr.status == "open" and pr.expires_at:
-        _out(f"  expires: {pr.expires_at.isoformat(timespec='seconds')} (then it counts as rejected)")
-    if pr.closed_reason:
-        _out(f"  closed: {pr.closed_reason}")
-    for review in pr.reviews:
-        note = f": {review.comment}" if review.comment else ""
-        _out(
-            f"  review {review.at.isoformat(timespec='seconds')} {review.reviewer} {review.verdict}"
-            f" @ {review.head[:12]}{note}"
-        )
+    _print_pr(pr)
+
+
+def _print_pr(pr: dict[str, Any]) -> None:
+    """``apx prs show`` as text, from its JSON (``presenters.pr_json`` or the API's)."""
+    from orchestrator.decision import Decision
+
+    decision = Decision.model_validate(pr["decision"]) if pr.get("decision") else None
+    trace = decision.trace_id if decision else "-"
+    _out(f"PR {pr['id']}  ({pr['status']})  {pr['branch']} → {pr['base']}  head {pr['head'][:12]}")
+    _out(f"  intent {pr['intent_id']} by {pr['agent']} for {pr['tenant']}  trace {trace}")
+    publication = pr.get("publication") or {}
+    if publication.get("url"):
+        _out(f"  review at: {publication['url']}")
+    if pr.get("rationale"):
+        _out(f"  rationale: {pr['rationale']}")
+    if pr.get("caused_by"):
+        _out("  caused by: " + " ← ".join(pr["caused_by"]))
+    given = pr["approvals"]
+    _out(f"  approvals: {len(given)}/{pr['required']}" + (f" ({', '.join(given)})" if given else ""))
+    if pr["status"] == "open" and pr.get("expires_at"):
+        expires = datetime.fromisoformat(pr["expires_at"]).isoformat(timespec="seconds")
+        _out(f"  expires: {expires} (then it counts as rejected)")
+    if pr.get("closed_reason"):
+        _out(f"  closed: {pr['closed_reason']}")
+    for review in pr.get("reviews") or []:
+        note = f": {review['comment']}" if review.get("comment") else ""
+        at = datetime.fromisoformat(review["at"]).isoformat(timespec="seconds")
+        _out(f"  review {at} {review['reviewer']} {review['verdict']} @ {review['head'][:12]}{note}")
     if decision is not None:
         _out(f"  policy: {decision.policy_version}")
         if decision.blast_radius:
@@ -1043,84 +1242,76 @@ def prs_show(
 @prs_app.command("approve")
 def prs_approve(
     ref: PrRef,
-    by: ByOption,
+    by: ByOption = None,
     comment: Annotated[str, typer.Option(help="Why (recorded).")] = "",
+    server: ServerOption = None,
     home: HomeOption = None,
 ) -> None:
     """Approve a PR; once it has the approvals its environment needs, re-validate and merge it now."""
-    application = _app(home)
-    outcome = application.reviews.approve(ref, by=by, comment=comment)
-    application.audit.checkpoint()
-    _out(outcome.message)
-    raise typer.Exit(1 if outcome.result == "conflict" else 0)
+    _review(ref, "approve", by=by, comment=comment, server=server, home=home)
 
 
 @prs_app.command("reject")
 def prs_reject(
     ref: PrRef,
-    by: ByOption,
+    by: ByOption = None,
     comment: Annotated[str, typer.Option(help="Why (recorded, shown to the agent).")] = "",
+    server: ServerOption = None,
     home: HomeOption = None,
 ) -> None:
     """Reject a PR: it is closed and its intent becomes pr_rejected."""
-    application = _app(home)
-    outcome = application.reviews.reject(ref, by=by, comment=comment)
-    application.audit.checkpoint()
-    _out(outcome.message)
+    _review(ref, "reject", by=by, comment=comment, server=server, home=home)
 
 
-def _approvals(pr: Any) -> list[str]:
-    from orchestrator.approvals import approvals_at
+def _review(
+    ref: str, verdict: str, *, by: str | None, comment: str, server: str | None, home: Path | None
+) -> NoReturn:
+    """Approve or reject, in-process or on the server; print what happened. Exit 1 on a merge conflict."""
+    remote = _remote(server)
+    if remote is not None:
+        from orchestrator.remote import path_segment
 
-    return approvals_at(pr.reviews, pr.head)
+        with remote:
+            response = remote.post(f"/v1/prs/{path_segment(ref)}/{verdict}", {"comment": comment})
+            result = response.headers.get("APX-Review-Result", "waiting")
+            message = _review_message(_remote_pr(remote, ref), result)
+    else:
+        if not by:
+            raise BadInput("--by is required: who reviews (it defaults to $USER, which is not set)")
+        application = _app(home)
+        act = application.reviews.approve if verdict == "approve" else application.reviews.reject
+        outcome = act(ref, by=by, comment=comment)
+        application.audit.checkpoint()
+        result, message = outcome.result, outcome.message
+    _out(message)
+    raise typer.Exit(1 if result == "conflict" else 0)
 
 
-def _causal_chain(application: App, caused_by: str | None) -> list[str]:
-    chain: list[str] = []
-    seen: set[str] = set()
-    while caused_by and caused_by not in seen and len(chain) < 20:
-        seen.add(caused_by)
-        parent = application.store.get(caused_by)
-        if parent is None:
-            chain.append(f"{caused_by} (not in the log)")
-            break
-        chain.append(f"{parent.record.id} ({parent.record.agent}, {parent.status.value})")
-        caused_by = parent.record.caused_by
-    return chain
+def _remote_pr(remote: Remote, ref: str) -> dict[str, Any]:
+    from orchestrator.remote import path_segment
+
+    found: dict[str, Any] = remote.get(f"/v1/prs/{path_segment(ref)}")
+    return found
+
+
+def _review_message(pr: dict[str, Any], result: str) -> str:
+    """What ``apx prs approve`` prints in-process (``review._message``), from the PR's JSON."""
+    if result == "waiting":
+        given = pr["approvals"]
+        return (
+            f"PR {pr['id']}: {len(given)} of {pr['required']} approvals ({', '.join(given)}); "
+            "waiting for more"
+        )
+    if result == "merged":
+        return f"PR {pr['id']} merged into {pr['base']} as signed commit {pr['merge_commit']}"
+    return f"PR {pr['id']} {pr['status']}: {pr['closed_reason']}"
 
 
 def _pr_json(application: App, pr: Any) -> dict[str, Any]:
-    record, decision = pr.intent.record, pr.intent.decision
-    return {
-        "id": pr.id,
-        "status": pr.status,
-        "intent_id": record.id,
-        "agent": record.agent,
-        "tenant": record.tenant,
-        "environment": record.environment,
-        "branch": pr.branch,
-        "base": pr.base,
-        "head": pr.head,
-        "created_at": pr.created_at.isoformat(),
-        "expires_at": pr.expires_at.isoformat() if pr.expires_at else None,
-        "approvals": _approvals(pr),
-        "required": max(1, application.settings.environments[record.environment].approvals),
-        "reviews": [
-            {
-                "reviewer": r.reviewer,
-                "verdict": r.verdict,
-                "head": r.head,
-                "at": r.at.isoformat(),
-                "comment": r.comment,
-            }
-            for r in pr.reviews
-        ],
-        "merge_commit": pr.merge_commit,
-        "closed_reason": pr.closed_reason,
-        "publication": pr.publication,
-        "caused_by": _causal_chain(application, record.caused_by),
-        "decision": decision.model_dump(mode="json") if decision else None,
-    }
+    from orchestrator.presenters import pr_json
+
+    required = max(1, application.settings.environments[pr.intent.record.environment].approvals)
+    return pr_json(application.store, pr, required=required)
 
 
 # -- audit ---------------------------------------------------------------------------
@@ -1151,43 +1342,47 @@ def _public_key(application: App | None, key: Path | None) -> PublicKey:
 def audit_verify(
     key: KeyOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    server: ServerOption = None,
     home: HomeOption = None,
 ) -> None:
     """Recompute the chain and the Merkle tree and check every signed checkpoint.
 
     Exit 0 when the log is intact, 1 at the first entry or checkpoint that is not.
+    With --server the server verifies its log with its own key.
     """
-    application = _app(home)
-    report = application.audit.verify(_public_key(application, key))
-    covered = max((cp.size for cp in application.audit.store.checkpoints()), default=0)
-    if as_json:
+    remote = _remote(server)
+    if remote is not None:
+        if key is not None:
+            raise BadInput("--key is for verifying in-process; with --server the server uses its own key")
+        with remote:
+            result: dict[str, Any] = remote.get("/v1/audit/verify")
+    else:
+        application = _app(home)
+        report = application.audit.verify(_public_key(application, key))
         finding = report.finding
-        _out(
-            json.dumps(
-                {
-                    "ok": report.ok,
-                    "entries": report.size,
-                    "root": report.root.hex(),
-                    "checkpoints": report.checkpoints,
-                    "signed_up_to": covered,
-                    "problem": None
-                    if finding is None
-                    else {"kind": finding.kind, "seq": finding.seq, "message": finding.message},
-                    "notes": report.notes,
-                }
-            )
-        )
-    elif report.finding is None:
-        _out(
-            f"OK: {report.size} entries, root {report.root.hex()}, {report.checkpoints} checkpoints verified"
-        )
-        if covered < report.size:
-            _out(f"  entries {covered + 1}-{report.size} are chained but not yet under a signed checkpoint")
-        for note in report.notes:
+        result = {
+            "ok": report.ok,
+            "entries": report.size,
+            "root": report.root.hex(),
+            "checkpoints": report.checkpoints,
+            "signed_up_to": max((cp.size for cp in application.audit.store.checkpoints()), default=0),
+            "problem": None
+            if finding is None
+            else {"kind": finding.kind, "seq": finding.seq, "message": finding.message},
+            "notes": report.notes,
+        }
+    if as_json:
+        _out(json.dumps(result))
+    elif result["problem"] is None:
+        size, covered = result["entries"], result["signed_up_to"]
+        _out(f"OK: {size} entries, root {result['root']}, {result['checkpoints']} checkpoints verified")
+        if covered < size:
+            _out(f"  entries {covered + 1}-{size} are chained but not yet under a signed checkpoint")
+        for note in result["notes"]:
             _out(f"  note: {note}")
     else:
-        _out(f"TAMPERED: {report.finding.message}")
-    raise typer.Exit(0 if report.ok else 1)
+        _out(f"TAMPERED: {result['problem']['message']}")
+    raise typer.Exit(0 if result["ok"] else 1)
 
 
 @audit_app.command("prove")
@@ -1505,18 +1700,25 @@ def agents_run(
     ] = None,
     tenant: Annotated[str, typer.Option("--tenant", help="The tenant the agent acts for.")] = "acme",
     as_json: Annotated[bool, typer.Option("--json", help="Print the run as one JSON object.")] = False,
+    server: ServerOption = None,
     home: HomeOption = None,
 ) -> None:
     """Run one agent once: observe, plan, propose, submit; print what it did and the decision.
 
     Exit code follows the decision (0 accepted, 1 rejected, 3 held); 0 when there is nothing
     to propose; 1 when the proposal was not a valid intent (refused before submission).
+    With --server the agent observes and submits over HTTP with the agent token in APX_TOKEN;
+    its settings (agents:, llm:) come from the home's apx.yaml if there is one, else defaults.
     """
-    from agents.runner import run_agent
+    url = _server_url(server)
+    if url is not None:
+        done = _run_agent_remote(url, name.value, env=env, tenant=tenant, request=request, home=home)
+    else:
+        from agents.runner import run_agent
 
-    application = _app(home)
-    done = run_agent(application, name.value, environment=env, tenant=tenant, request=request)
-    application.audit.checkpoint()
+        application = _app(home)
+        done = run_agent(application, name.value, environment=env, tenant=tenant, request=request)
+        application.audit.checkpoint()
     if as_json:
         _out(done.model_dump_json())
     else:
@@ -1529,6 +1731,33 @@ def agents_run(
                 _out(f"  caused by: {done.caused_by}")
             _print_decision(done.decision)
     raise typer.Exit(done.exit_code)
+
+
+def _run_agent_remote(
+    url: str, name: str, *, env: str | None, tenant: str, request: str | None, home: Path | None
+) -> AgentRun:
+    import os
+
+    from agents.http_client import HttpClient
+    from agents.runner import run_with
+    from orchestrator import logs
+    from orchestrator.remote import TOKEN_ENV
+    from orchestrator.settings import load_settings
+
+    settings = load_settings(home)
+    # No home to log into: warnings go to stderr, so stdout stays the run (or its JSON);
+    # the run's own record is what it prints and the server's log.
+    logs.configure(level="warning", fmt=settings.log.format)
+    with HttpClient(url, os.environ.get(TOKEN_ENV, "").strip(), tenant) as client:
+        return run_with(
+            client,
+            name,
+            settings=settings.agents,
+            llm=settings.llm,
+            at=datetime.now(UTC),
+            environment=env,
+            request=request,
+        )
 
 
 # -- demo ----------------------------------------------------------------------------
@@ -1548,8 +1777,9 @@ def demo(
 
 
 def exit_code_for(error: ApxError) -> int:
-    """2 for what the caller can fix (bad input, unknown id); 4 for everything else."""
-    return 2 if isinstance(error, BadInput | NotFound) else 4
+    """2 for what the caller can fix (bad input, unknown id, a token or role the server
+    refused); 4 for everything else."""
+    return 2 if isinstance(error, BadInput | NotFound | Unauthenticated | Forbidden) else 4
 
 
 def main() -> None:

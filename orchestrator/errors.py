@@ -12,6 +12,8 @@ Each class says what the caller should do about it::
     │   ├── HomeError             APX_HOME missing, or exists and --force was not given
     │   └── PolicyLoadError       a bundle that does not load or compile (validators.policy)
     ├── NotFound                  an id or resource that does not exist (exit 2)
+    ├── Unauthenticated           no token, or one that principals.yaml does not know (HTTP 401)
+    ├── Forbidden                 the principal's role or tenants do not allow it (HTTP 403)
     └── InternalError             our fault or our dependencies' (exit 4)
         ├── StorageError          the intent log could not be read or written
         ├── RepoError             git failed (signing, refs, objects)
@@ -19,7 +21,8 @@ Each class says what the caller should do about it::
         ├── LockTimeout           an environment stayed locked too long (retryable)
         └── PolicyServerUnavailable  the OPA server did not answer (validators.policy; retryable)
 
-The one place that maps these to exit codes is :func:`orchestrator.cli.main`.
+The one place that maps these to exit codes is :func:`orchestrator.cli.main`;
+the one place that maps them to HTTP statuses is :mod:`orchestrator.api.errors`.
 """
 
 from __future__ import annotations
@@ -68,6 +71,18 @@ class NotFound(ApxError):
     """No such object."""
 
     code = "not_found"
+
+
+class Unauthenticated(ApxError):
+    """A valid API token is required."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(ApxError):
+    """Not allowed for this principal."""
+
+    code = "forbidden"
 
 
 class InternalError(ApxError):

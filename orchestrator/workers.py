@@ -1,0 +1,124 @@
+"""The pipeline worker of ``apx serve``: decides queued intents in the background.
+
+The API admits an intent and answers 202 at once (async by default); this
+worker then runs :meth:`Orchestrator.drain` for every environment. A submit
+wakes it at once (:meth:`DrainWorker.wake`); it also polls every ``interval``
+seconds, which picks up intents queued by other processes (``apx submit
+--no-wait``) and environments whose change window has opened.
+
+One thread is enough and keeps decisions in arrival order; the environment
+lock (flock) keeps it apart from ``apx`` processes. In-process it shares
+:data:`PIPELINE_LOCK` with review actions: the orchestrator caches parsed
+environments in an unlocked dict, so pipeline work in this process is done one
+call at a time. Callers waiting for a decision (``?wait=``) block on
+:meth:`DrainWorker.wait_for`, which wakes after every drain.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from orchestrator import logs
+
+if TYPE_CHECKING:
+    from orchestrator.bootstrap import App
+
+log = logs.get_logger("apx.worker")
+
+#: Serialises pipeline work (drain, review actions) within one server process.
+PIPELINE_LOCK = threading.RLock()
+
+
+class DrainWorker:
+    """One thread that drains every environment when woken and every ``interval`` seconds."""
+
+    def __init__(self, app: App, *, interval: float = 2.0) -> None:
+        self._app = app
+        self._interval = interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._drained = threading.Condition()
+        self._rounds = 0
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="apx-drain", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Ask the thread to finish its current drain and stop; whether it stopped within ``timeout``."""
+        self._stop.set()
+        self._wake.set()
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return True
+        thread.join(timeout)
+        if thread.is_alive():
+            log.warning("worker.stop_timeout", timeout=timeout)
+            return False
+        return True
+
+    def wake(self) -> None:
+        """Drain soon: something was queued."""
+        self._wake.set()
+
+    def wait_for(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Block until ``done()`` holds (checked after every drain, and every second), or ``timeout``.
+
+        The one-second re-check covers a decision made by another process
+        (``apx drain``) that this worker's rounds would not signal.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            if done():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            with self._drained:
+                self._drained.wait(min(left, 1.0))
+
+    def drain_once(self, *, stoppable: bool = False) -> int:
+        """Drain every environment now, in this thread; the number of decisions made.
+
+        ``stoppable``: give up between environments once :meth:`stop` was called
+        (the worker's own rounds, so shutdown waits for one drain at most).
+        """
+        made = 0
+        for environment in list(self._app.settings.environments):
+            if stoppable and self._stop.is_set():
+                break
+            try:
+                with PIPELINE_LOCK:
+                    made += len(self._app.orchestrator.drain(environment))
+            except Exception as exc:  # a bad round must not kill the worker; the next round retries
+                log.exception("worker.drain_failed", environment=environment, error=str(exc))
+        if made:
+            try:
+                self._app.audit.checkpoint()
+            except Exception as exc:
+                log.exception("worker.checkpoint_failed", error=str(exc))
+        with self._drained:
+            self._rounds += 1
+            self._drained.notify_all()
+        return made
+
+    def _run(self) -> None:
+        log.info("worker.started", interval=self._interval)
+        while not self._stop.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            self.drain_once(stoppable=True)
+        log.info("worker.stopped")
