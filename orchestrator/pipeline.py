@@ -21,6 +21,7 @@ the reason — never a silent drop.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -135,6 +136,9 @@ class Orchestrator:
         # Parsed environments by commit id. Commits are immutable, so entries never
         # go stale; parsing ~64 YAML files is the largest cost of a decision otherwise.
         self._parsed: OrderedDict[str, tuple[Snapshot, Environment]] = OrderedDict()
+        # The API's threads share one Orchestrator (request threads, the drain worker,
+        # scheduled agents); the environment lock orders decisions, this guards the cache.
+        self._parsed_lock = threading.Lock()
 
     # -- phase 1: admit ---------------------------------------------------------
 
@@ -853,18 +857,20 @@ class Orchestrator:
         return recorded, replayed
 
     def _environment(self, revision: str) -> tuple[Snapshot, Environment]:
-        if revision in self._parsed:
-            self._parsed.move_to_end(revision)
-            return self._parsed[revision]
+        with self._parsed_lock:
+            if revision in self._parsed:
+                self._parsed.move_to_end(revision)
+                return self._parsed[revision]
         snapshot = self._repo.read(revision)
         return self._remember(revision, snapshot, parse_environment(snapshot.files))
 
     def _remember(
         self, revision: str, snapshot: Snapshot, parsed: Environment
     ) -> tuple[Snapshot, Environment]:
-        self._parsed[revision] = (snapshot, parsed)
-        while len(self._parsed) > _PARSED_CACHE:
-            self._parsed.popitem(last=False)
+        with self._parsed_lock:
+            self._parsed[revision] = (snapshot, parsed)
+            while len(self._parsed) > _PARSED_CACHE:
+                self._parsed.popitem(last=False)
         return snapshot, parsed
 
     # -- breakers ---------------------------------------------------------------

@@ -60,10 +60,11 @@ WORKER_GRACE = 30.0
 JOBS_GRACE = 30.0
 #: Seconds the API gets to come up (the App's parts are built before this starts).
 STARTUP_TIMEOUT = 60.0
-#: Scheduler jobs that run the pipeline or the review flow. They take the pipeline
-#: lock, as the API's drain worker and review actions do, because the orchestrator's
-#: parsed-environment cache is not safe to use from two threads at once.
-PIPELINE_JOBS = ("check_canaries", "expire_reviews", "agent-optimizer", "agent-security")
+#: Scheduler jobs that drive the review flow (a canary rollback, an expiry). They take the
+#: pipeline lock, as the API's review actions do, so one review thread is resumed by one
+#: caller at a time. Agent runs do not: an LLM may take seconds to plan, and their submits
+#: are ordered by the environment lock like any other.
+PIPELINE_JOBS = ("check_canaries", "expire_reviews")
 #: The scheduler's own drain is the worker's job while the API runs.
 REPLACED_JOBS = ("drain_queued",)
 

@@ -7,10 +7,10 @@ seconds, which picks up intents queued by other processes (``apx submit
 --no-wait``) and environments whose change window has opened.
 
 One thread is enough and keeps decisions in arrival order; the environment
-lock (flock) keeps it apart from ``apx`` processes. In-process it shares
-:data:`PIPELINE_LOCK` with review actions: the orchestrator caches parsed
-environments in an unlocked dict, so pipeline work in this process is done one
-call at a time. Callers waiting for a decision (``?wait=``) block on
+lock (flock, or PostgreSQL's advisory lock) keeps it apart from other threads
+and ``apx`` processes. In-process it shares :data:`PIPELINE_LOCK` with review
+actions, so a drain and a merge of this process do not interleave their audit
+checkpoints and review-thread resumes. Callers waiting for a decision (``?wait=``) block on
 :meth:`DrainWorker.wait_for`, which wakes after every drain.
 """
 

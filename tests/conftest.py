@@ -21,6 +21,7 @@ import pytest
 from orchestrator.testing import FrozenClock, InMemoryIntentStore
 
 if TYPE_CHECKING:
+    from orchestrator.settings import Settings
     from orchestrator.sql_store import SqlIntentStore
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -87,3 +88,18 @@ def store(
     url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
     with SqlIntentStore.open(url, clock=clock) as sql:
         yield sql
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """A fresh home made as ``apx init`` makes it; its intent log on SQLite, and on PostgreSQL too."""
+    from orchestrator.home import init_home
+    from orchestrator.settings import load_settings
+
+    home = tmp_path / "home"
+    init_home(home)
+    loaded = load_settings(home)
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_url")
+        loaded = loaded.model_copy(update={"database": loaded.database.model_copy(update={"url": url})})
+    return loaded

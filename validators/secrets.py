@@ -357,31 +357,13 @@ class SecretScanValidator:
 
     def scan(self, ctx: ValidationContext) -> list[Finding]:
         """The findings as data, in document order: what :meth:`check` reports, one per field."""
-        found = self._scan(ctx)
-        return [
-            Finding(
-                resource=_redact(f.resource, found.values),
-                field=_redact(f.field, found.values),
-                detectors=f.detectors,
-                loc=f.loc,
-            )
-            for f in found.findings()
-        ]
+        return _public(self._scan(ctx))
 
     def redact(self, ctx: ValidationContext, document: object) -> tuple[list[Finding], Any]:
         """The findings for ``ctx``, and a copy of ``document`` in which every string
         holding a found secret is replaced by ``<redacted>``: what may be stored."""
         found = self._scan(ctx)
-        findings = [
-            Finding(
-                resource=_redact(f.resource, found.values),
-                field=_redact(f.field, found.values),
-                detectors=f.detectors,
-                loc=f.loc,
-            )
-            for f in found.findings()
-        ]
-        return findings, _redact_tree(document, found.values) if found.values else document
+        return _public(found), _redact_tree(document, found.values) if found.values else document
 
     def scan_resources(self, documents: Mapping[str, object]) -> list[Finding]:
         """Findings in whole resources already in an environment (``{"Kind/name": document}``).
@@ -394,15 +376,7 @@ class SecretScanValidator:
         for resource in sorted(documents):
             _visit(resource, documents[resource], found, lines)
         self._scan_lines(found, lines)
-        return [
-            Finding(
-                resource=_redact(f.resource, found.values),
-                field=_redact(f.field, found.values),
-                detectors=f.detectors,
-                loc=f.loc,
-            )
-            for f in found.findings()
-        ]
+        return _public(found)
 
     def _scan(self, ctx: ValidationContext) -> _Collector:
         found = _Collector()
@@ -469,6 +443,19 @@ class SecretScanValidator:
                     if value and not _filtered(value, line, plugin):
                         for where, _ in lines.where[i]:
                             found.add(where, plugin.secret_type, value)
+
+
+def _public(found: _Collector) -> list[Finding]:
+    """The findings, with any secret that is part of a resource name or field path redacted."""
+    return [
+        Finding(
+            resource=_redact(f.resource, found.values),
+            field=_redact(f.field, found.values),
+            detectors=f.detectors,
+            loc=f.loc,
+        )
+        for f in found.findings()
+    ]
 
 
 def _visit(resource: str, document: object, found: _Collector, lines: _Lines) -> None:

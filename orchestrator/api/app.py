@@ -9,13 +9,14 @@ pool, and the App's parts are shared between those threads. What makes that
 safe: the SQLAlchemy engines pool connections per thread; the git repo
 serialises its calls (an RLock around gitpython's helpers); the langgraph
 checkpointers guard their one connection with a lock; the environment lock
-is an ``flock`` on a file opened per call, so it excludes threads as it
-excludes processes; the secret scan avoids detect-secrets' global settings.
-Two things are not thread-safe, and are handled here: the App builds its
-parts lazily with ``cached_property`` (two threads could build two stores),
-so :func:`create_api` builds them all up front; and the orchestrator caches
-parsed environments in a plain dict, so pipeline work (the drain worker,
-review actions) takes :data:`orchestrator.workers.PIPELINE_LOCK`.
+is an ``flock`` on a file opened per call (or a PostgreSQL advisory lock on a
+connection per call), so it excludes threads as it excludes processes; the
+orchestrator's parsed-environment cache has its own lock; the secret scan avoids
+detect-secrets' global settings. The App builds its parts lazily with
+``cached_property`` (two threads could build two stores), so :func:`create_api`
+builds them all up front. Review actions and the drain worker also take
+:data:`orchestrator.workers.PIPELINE_LOCK`, so one process resumes a review
+thread from one place at a time.
 """
 
 from __future__ import annotations

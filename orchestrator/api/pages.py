@@ -41,7 +41,14 @@ from orchestrator.authz import Action, authorize
 from orchestrator.decision import Decision, Status
 from orchestrator.errors import BadInput, Forbidden, NotFound
 from orchestrator.intent import MAX_RATIONALE, ResourceKey
-from orchestrator.presenters import MAX_CHAIN, approvals_of, decode_cursor, encode_cursor, parse_since
+from orchestrator.presenters import (
+    MAX_CHAIN,
+    approvals_of,
+    decode_cursor,
+    encode_cursor,
+    intent_row,
+    parse_since,
+)
 from orchestrator.principals import Principal
 from orchestrator.records import BreakerState, IntentQuery, IntentView, PullRequestView
 from orchestrator.workers import PIPELINE_LOCK
@@ -232,7 +239,7 @@ def _review(request: Request, ref: str, verdict: str, *, csrf: str, comment: str
         )
     act = app.reviews.approve if verdict == "approve" else app.reviews.reject
     try:
-        with PIPELINE_LOCK:  # the orchestrator's environment cache is shared with the drain worker
+        with PIPELINE_LOCK:  # as the JSON API's review actions: one resume of a review at a time
             outcome = act(pr.id, by=name, comment=comment)
     except (BadInput, NotFound) as exc:
         after = app.store.pull_request(pr.id) or pr
@@ -329,16 +336,11 @@ def _intent_query(filters: dict[str, str], cursor: str) -> IntentQuery:
 
 
 def _intent_row(view: IntentView) -> dict[str, Any]:
+    """``apx intents list``'s row, with the targets as a list and the commit and PR apart (links)."""
     d = view.decision
     return {
-        "id": view.record.id,
-        "received_at": view.record.received_at.isoformat(timespec="seconds"),
-        "status": view.status.value,
-        "agent": view.record.agent,
-        "tenant": view.record.tenant,
-        "environment": view.record.environment,
+        **intent_row(view),
         "targets": view.record.targets,
-        "reason": d.reasons[0] if d and d.reasons else "",
         "commit": (d.commit or "")[:12] if d and d.commit and not d.pr else "",
         "pr": d.pr.id if d and d.pr else "",
     }

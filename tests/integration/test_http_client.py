@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from test_agents import AGENTS, REQUEST, dev_file, tick
@@ -26,12 +25,11 @@ from agents.runner import run_agent, run_with
 from orchestrator.bootstrap import App, build
 from orchestrator.decision import Status
 from orchestrator.errors import BadInput, Forbidden, InternalError, Unauthenticated
-from orchestrator.home import init_home
 from orchestrator.intent import Intent
 from orchestrator.principals import Principals
 from orchestrator.records import IntentQuery
 from orchestrator.serve import Service, bind
-from orchestrator.settings import Settings, load_settings
+from orchestrator.settings import Settings
 from orchestrator.testing import FrozenClock
 
 
@@ -40,17 +38,6 @@ class Served:
     app: App
     url: str
     tokens: dict[str, str]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    home = tmp_path / "home"
-    init_home(home)
-    loaded = load_settings(home)
-    if request.param == "postgres":
-        url = request.getfixturevalue("pg_url")
-        loaded = loaded.model_copy(update={"database": loaded.database.model_copy(update={"url": url})})
-    return loaded
 
 
 @pytest.fixture

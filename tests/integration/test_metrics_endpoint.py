@@ -23,7 +23,7 @@ from orchestrator.bootstrap import App, build
 from orchestrator.decision import Decision, Status
 from orchestrator.home import init_home
 from orchestrator.notify.settings import NotificationSettings
-from orchestrator.settings import BreakerSettings, Settings, load_settings
+from orchestrator.settings import BreakerSettings, Settings
 from orchestrator.testing import FrozenClock
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -31,15 +31,11 @@ INTENT_ID = re.compile(r"in-[0-9a-z]{26}")
 TRACE_ID = re.compile(r"\b[0-9a-f]{32}\b")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    """A home whose breaker trips on the second agent deploy, with one webhook (that never answers)."""
-    home = tmp_path / "home"
-    init_home(home)
-    loaded = load_settings(home)
-    if request.param == "postgres":
-        url = request.getfixturevalue("pg_url")
-        loaded = loaded.model_copy(update={"database": loaded.database.model_copy(update={"url": url})})
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The home (conftest's, on each database) with a breaker that trips on the second agent
+    deploy, and one webhook (that never answers)."""
+    loaded = settings
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         nowhere = f"http://127.0.0.1:{probe.getsockname()[1]}/hook"

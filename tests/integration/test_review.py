@@ -7,7 +7,6 @@ real langgraph review graph with its durable checkpointer.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,20 +15,8 @@ from test_pipeline import POOL, branch_file, doc, git, intent
 from orchestrator.bootstrap import App, build
 from orchestrator.decision import Status
 from orchestrator.errors import BadInput
-from orchestrator.home import init_home
-from orchestrator.settings import Settings, load_settings
+from orchestrator.settings import Settings
 from orchestrator.testing import FrozenClock
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    home = tmp_path / "home"
-    init_home(home)
-    loaded = load_settings(home)
-    if request.param == "postgres":
-        url = request.getfixturevalue("pg_url")
-        loaded = loaded.model_copy(update={"database": loaded.database.model_copy(update={"url": url})})
-    return loaded
 
 
 @pytest.fixture
