@@ -546,7 +546,14 @@ class Orchestrator:
     def _oscillations(
         self, record: IntentRecord, intent: Intent, current: Environment, planned: Plan, *, now: datetime
     ) -> list[Oscillation]:
-        """A→B→A on a field: this intent undoing another agent's recent applied change."""
+        """A→B→A on a field: this intent undoing another agent's recent applied change.
+
+        A rollback is an undo by design, asked for by a human or the canary: it is not
+        an agent fighting another and neither flags nor trips anything. An agent that
+        then sets the value back again is fighting the rollback, and that is flagged.
+        """
+        if record.agent == ROLLBACK_AGENT:
+            return []
         targets = set(record.targets)
         since = now - self._settings.admission.oscillation_window
         recent = [

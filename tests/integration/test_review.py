@@ -152,7 +152,7 @@ def test_approvals_bind_to_the_head_they_saw(app: App) -> None:
 # -- rollback -------------------------------------------------------------------------
 
 
-def test_a_dev_change_rolls_back_as_a_signed_commit_linked_both_ways(app: App) -> None:
+def test_a_dev_change_rolls_back_as_a_signed_commit_linked_both_ways(app: App, clock: FrozenClock) -> None:
     applied = app.orchestrator.submit(intent("dev", ("update", doc(POOL, replicas=6))), agent="optimizer")
     assert applied.status is Status.APPLIED
     undo = app.orchestrator.rollback(applied.intent_id, by="alice", reason="error rate up")
@@ -165,6 +165,13 @@ def test_a_dev_change_rolls_back_as_a_signed_commit_linked_both_ways(app: App) -
     assert original.decision is not None and original.decision.rolled_back_by == undo.intent_id
     assert undone is not None and undone.record.caused_by == applied.intent_id
     assert "requested by alice: error rate up" in undone.record.document["spec"]["rationale"]
+    # An undo is not an agent fight: no oscillation flag, and the breaker stays closed.
+    assert not any("oscillation" in r for r in undo.reasons)
+    assert not any(state.open for state in app.store.breakers())
+    # An agent that sets the rolled-back value again is fighting the rollback: that is flagged.
+    clock.advance(360)  # past the optimizer's rate limit
+    again = app.orchestrator.submit(intent("dev", ("update", doc(POOL, replicas=6))), agent="optimizer")
+    assert any("oscillation" in r and "apx-rollback" in r for r in again.reasons), again.reasons
 
 
 def test_a_rollback_over_a_later_change_to_the_same_field_is_refused(app: App, clock: FrozenClock) -> None:
