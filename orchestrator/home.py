@@ -7,6 +7,7 @@ so removing the directory removes the installation and nothing else.
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,8 @@ SIGNER = "apx@localhost"
 @dataclass(frozen=True)
 class Made:
     what: str
-    path: Path
+    #: A file or directory, or (a database server) its URL without the password.
+    path: Path | str
 
 
 def init_home(home: Path, *, force: bool = False) -> list[Made]:
@@ -54,7 +56,9 @@ def init_home(home: Path, *, force: bool = False) -> list[Made]:
         shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink()
 
     home.mkdir(parents=True, exist_ok=True)
-    (home / "apx.yaml").write_text(default_settings_document(home))
+    (home / "apx.yaml").write_text(
+        default_settings_document(home, database_url=os.environ.get("APX_DATABASE_URL"))
+    )
     settings = load_settings(home)
 
     key = create_signing_key(home / "keys")
@@ -74,10 +78,7 @@ def init_home(home: Path, *, force: bool = False) -> list[Made]:
     branches = ", ".join(settings.branch_of(env) for env in settings.environments)
     return [
         Made("settings", home / "apx.yaml"),
-        Made(
-            f"intent log ({settings.database_url.split(':', 1)[0]})",
-            Path(settings.database_url.split("///")[-1]),
-        ),
+        Made(f"intent log ({settings.database_url.split(':', 1)[0]})", _where(settings.database_url)),
         Made(f"config repo, branches {branches}, {len(files)} resources of tenant acme", settings.repo_path),
         Made("SSH signing key (Ed25519)", key.private_path),
         Made("allowed signers for `git verify-commit`", allowed),
@@ -86,3 +87,13 @@ def init_home(home: Path, *, force: bool = False) -> list[Made]:
             settings.keys_dir / PUBLIC_KEY_NAME,
         ),
     ]
+
+
+def _where(database_url: str) -> Path | str:
+    """The SQLite file, or the server's URL with the password hidden."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        return Path(url.database or "")
+    return url.render_as_string(hide_password=True)

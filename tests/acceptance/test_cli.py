@@ -280,3 +280,33 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert scan["environment"] == "prod" and scan["status"] == "merged"
     fixed = ["NetworkPolicy/edge", "PolicyBundle/default", "Route/payments-v1-refunds"]
     assert scan["targets"].split() == fixed
+
+
+@pytest.mark.postgres
+def test_init_with_apx_database_url_keeps_that_database_without_its_password(
+    tmp_path: Path, pg_url: str
+) -> None:
+    from sqlalchemy.engine import make_url
+
+    home = tmp_path / "home"
+    with_password = make_url(pg_url).set(password="s3cret-pw").render_as_string(hide_password=False)
+    env = {**os.environ, "APX_HOME": str(home), "APX_DATABASE_URL": with_password}
+    made = subprocess.run([APX, "init"], env=env, capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    assert "intent log (postgresql+psycopg) postgresql+psycopg://postgres:***@" in " ".join(
+        made.stdout.split()
+    )
+    settings_text = (home / "apx.yaml").read_text()
+    assert "s3cret-pw" not in settings_text and "postgresql+psycopg://postgres@" in settings_text
+
+    # Later commands without the variable use the same PostgreSQL log (trust auth: no password needed).
+    assert (
+        apx(
+            "submit", str(EXAMPLES / "optimizer-scale-checkout.yaml"), "--agent", "optimizer", home=home
+        ).returncode
+        == 0
+    )
+    assert not (home / "apx.db").exists()
+    env["APX_DATABASE_URL"] = pg_url
+    listed = subprocess.run([APX, "intents", "list", "-o", "json"], env=env, capture_output=True, text=True)
+    assert [row["status"] for row in json.loads(listed.stdout)] == ["applied"]
