@@ -56,9 +56,7 @@ def init_home(home: Path, *, force: bool = False) -> list[Made]:
         shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink()
 
     home.mkdir(parents=True, exist_ok=True)
-    (home / "apx.yaml").write_text(
-        default_settings_document(home, database_url=os.environ.get("APX_DATABASE_URL"))
-    )
+    (home / "apx.yaml").write_text(default_settings_document(home, database_url=_without_password()))
     settings = load_settings(home)
 
     key = create_signing_key(home / "keys")
@@ -87,6 +85,18 @@ def init_home(home: Path, *, force: bool = False) -> list[Made]:
             settings.keys_dir / PUBLIC_KEY_NAME,
         ),
     ]
+
+
+def _without_password() -> str | None:
+    """``APX_DATABASE_URL`` as ``apx.yaml`` keeps it: without its password, so later commands
+    find the same database without the variable, and the password (from the variable,
+    ``PGPASSWORD`` or ``~/.pgpass``) never lands in the home."""
+    given = os.environ.get("APX_DATABASE_URL")
+    if not given:
+        return None
+    from sqlalchemy.engine import make_url
+
+    return make_url(given)._replace(password=None).render_as_string(hide_password=False)
 
 
 def _where(database_url: str) -> Path | str:

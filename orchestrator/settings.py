@@ -266,17 +266,9 @@ def load_settings(home: Path | None = None) -> Settings:
 
 
 def default_settings_document(home: Path, *, database_url: str | None = None) -> str:
-    """The commented ``apx.yaml`` that ``apx init`` writes.
-
-    ``database_url`` (``apx init`` passes ``APX_DATABASE_URL``) is written without its
-    password, so later commands find the same database without the variable: the
-    password comes from ``APX_DATABASE_URL``, ``PGPASSWORD`` or ``~/.pgpass``, never the file.
-    """
-    url = f"sqlite:///{(home / 'apx.db').resolve()}"
-    if database_url:
-        from sqlalchemy.engine import make_url
-
-        url = make_url(database_url)._replace(password=None).render_as_string(hide_password=False)
+    """The commented ``apx.yaml`` that ``apx init`` writes; ``database_url`` (already without a
+    password, see :func:`orchestrator.home.init_home`) instead of the home's SQLite file."""
+    url = database_url or f"sqlite:///{(home / 'apx.db').resolve()}"
     return f"""\
 # APX settings. Durations: 90s, 5m, 1h or seconds. APX_* variables override
 # (APX_DATABASE_URL, APX_ADMISSION__DEDUPE_WINDOW=10s, ...).
