@@ -34,6 +34,9 @@ T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 # 2-core CI runner a first evaluation can take longer, and these tests are about
 # decisions, not timing. The budget's own behaviour is tested with a tiny budget.
 os.environ.setdefault("APX_POLICY__BUDGET", "10s")
+# litellm fetches a model cost map from GitHub when imported unless told not to (agents/llm.py
+# sets this before its own import; test modules that import litellm directly need it too).
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault(
     "APX_POLICY__CACHE_DIR", str(Path(os.environ.get("TMPDIR", "/tmp")) / f"apx-test-policy-{os.getuid()}")
 )
