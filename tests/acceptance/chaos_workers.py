@@ -81,7 +81,7 @@ def main() -> None:
             except BaseException:  # a crash is a finding: the parent reports the exit code
                 os._exit(3)
             os._exit(0)
-        time.sleep(rng.uniform(0.0, 0.4))
+        time.sleep(rng.uniform(0.0, 0.3))
         done, status = os.waitpid(pid, os.WNOHANG)
         if done == 0:
             os.kill(pid, signal.SIGKILL)

@@ -30,6 +30,7 @@ SUBMITTER = textwrap.dedent(
     from orchestrator.cli import main
     import orchestrator.bootstrap, orchestrator.pipeline  # pay for imports before the barrier
     go = sys.argv[1]
+    print("ready", flush=True)
     while not os.path.exists(go):
         time.sleep(0.002)
     sys.argv = ["apx", "submit", *sys.argv[2:]]
@@ -53,7 +54,8 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
 def submit_at_once(
     env: dict[str, str], tmp_path: Path, files: list[Path], agent: str
 ) -> list[dict[str, object]]:
-    """Run one `apx submit FILE --agent AGENT --json` per file, all released at one instant."""
+    """Run one `apx submit FILE --agent AGENT --json` per file, all released at one instant
+    (once every child has said it is ready)."""
     go = tmp_path / f"go-{time.monotonic_ns()}"
     children = [
         subprocess.Popen(
@@ -65,7 +67,8 @@ def submit_at_once(
         )
         for f in files
     ]
-    time.sleep(3)  # let every child finish importing and reach the barrier
+    for child in children:  # every child has imported apx and waits at the barrier
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
     go.touch()
     decisions = []
     for child in children:
