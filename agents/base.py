@@ -13,6 +13,7 @@ for the model's reasoning, so there is nowhere for it to be persisted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -58,6 +59,14 @@ class Observation:
     #: Recent landed intents touching this tenant, every agent's (own included):
     #: ``[{"id", "agent", "targets"}]``.
     recent: list[dict[str, Any]] = field(default_factory=list)
+
+    def reacting_to(self, touches: Callable[[str], bool]) -> str | None:
+        """The intent a proposal reacts to, for its ``causedBy``: the newest recent one with a
+        target ``touches`` accepts, when it was another agent's (reacting to oneself is no loop)."""
+        touching = [r for r in self.recent if any(touches(t) for t in r["targets"])]
+        if not touching or touching[-1]["agent"] == self.agent:
+            return None
+        return str(touching[-1]["id"])
 
 
 class Planner(Protocol):

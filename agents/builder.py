@@ -216,16 +216,8 @@ class BuilderPlanner:
         return Proposal(
             summary=f"size {key} at {replicas} replicas (was {spec.get('replicas')}), as requested",
             changes=[{"action": "update", "resource": resource}],
-            caused_by=_cause(key, observation),
+            caused_by=observation.reacting_to(lambda target: target == key),
         )
-
-
-def _cause(key: str, observation: Observation) -> str | None:
-    """The newest landed intent that touched ``key``, when it was another agent's."""
-    touching = [r for r in observation.recent if key in r["targets"]]
-    if not touching or touching[-1]["agent"] == observation.agent:
-        return None
-    return str(touching[-1]["id"])
 
 
 def _usual_host(resources: dict[str, dict[str, Any]], product: str) -> str | None:

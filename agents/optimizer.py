@@ -77,7 +77,9 @@ class OptimizerPlanner:
             document, reason = resized
             changes.append({"action": "update", "resource": document})
             said.append(f"{key} {reason}")
-            if (cause := _cause(name, observation)) is not None:
+            # The newest change to what the pool runs (its Routes, their Product, the pool).
+            cause = observation.reacting_to(lambda target: feeds(name, target, observation.resources))  # noqa: B023
+            if cause is not None:
                 causes.append(cause)
         if not changes:
             return Nothing("; ".join(why_not))
@@ -155,16 +157,6 @@ def _pool_for(product: str, resources: dict[str, dict[str, Any]]) -> str | None:
     if f"WorkerPool/{product}" in resources:
         return product
     return DEFAULT_POOL if f"WorkerPool/{DEFAULT_POOL}" in resources else None
-
-
-def _cause(pool: str, observation: Observation) -> str | None:
-    """The newest landed intent that changed what ``pool`` runs, if another agent's."""
-    touching = [
-        r for r in observation.recent if any(feeds(pool, t, observation.resources) for t in r["targets"])
-    ]
-    if not touching or touching[-1]["agent"] == observation.agent:
-        return None
-    return str(touching[-1]["id"])
 
 
 def observe(client: Client, scope: Scope, settings: AgentsSettings) -> Observation:

@@ -139,7 +139,7 @@ class SecurityPlanner:
         return Proposal(
             summary=summary,
             changes=[{"action": "update", "resource": fixed[k]} for k in fixed],
-            caused_by=_cause(list(fixed), observation),
+            caused_by=observation.reacting_to(fixed.__contains__),
         )
 
     def _remove_secrets(
@@ -257,14 +257,6 @@ def _network(cidr: object) -> Network | None:
         return ipaddress.ip_network(str(cidr), strict=False)
     except ValueError:
         return None
-
-
-def _cause(fixed: list[str], observation: Observation) -> str | None:
-    """The newest landed intent that touched a fixed resource, if another agent's."""
-    touching = [r for r in observation.recent if set(r["targets"]) & set(fixed)]
-    if not touching or touching[-1]["agent"] == observation.agent:
-        return None
-    return str(touching[-1]["id"])
 
 
 def observe(client: Client, scope: Scope, settings: AgentsSettings) -> Observation:
