@@ -92,6 +92,8 @@ class PostgresEnvironmentLock:
     def __init__(self, engine: Engine, *, timeout: timedelta) -> None:
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._timeout = timeout.total_seconds()
+        #: ``database.schema`` of the intent log, as the server names it (read once).
+        self._namespace: str | None = None
 
     @contextmanager
     def hold(self, environment: str) -> Iterator[None]:
@@ -100,8 +102,10 @@ class PostgresEnvironmentLock:
             # schema the intent log lives in, as the server names them (not as a URL does:
             # two hosts may reach one server by different names), so installations sharing
             # a server do not block each other and every process of one installation agrees.
-            where = conn.exec_driver_sql("SELECT current_database() || '.' || current_schema()").scalar()
-            key = advisory_key(str(where), environment)
+            if self._namespace is None:
+                where = conn.exec_driver_sql("SELECT current_database() || '.' || current_schema()")
+                self._namespace = str(where.scalar())
+            key = advisory_key(self._namespace, environment)
 
             def attempt() -> bool:
                 return bool(conn.exec_driver_sql("SELECT pg_try_advisory_lock(%s)", (key,)).scalar())
