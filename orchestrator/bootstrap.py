@@ -8,7 +8,9 @@ same :class:`~orchestrator.pipeline.Orchestrator` from fakes instead.
 from __future__ import annotations
 
 import getpass
+import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from functools import cached_property
@@ -300,9 +302,7 @@ def _policy_in_force(
         log.error("policy.refused", reason=exc.message, kept=engine.bundle.label)
         return engine, [notice]
     info = engine.bundle
-    snapshot = settings.home / "policy" / info.sha256
-    if not snapshot.exists():
-        shutil.copytree(info.path, snapshot)
+    _keep_copy(Path(info.path), settings.home / "policy" / info.sha256)
     change = PolicyChange(
         name=info.name,
         version=info.version,
@@ -314,6 +314,28 @@ def _policy_in_force(
     if store.record_policy(change):
         log.info("policy.changed", policy_version=info.label, source=change.source, by=change.by)
     return engine, []
+
+
+def _keep_copy(source: Path, snapshot: Path) -> None:
+    """Copy a bundle to ``snapshot`` once, atomically.
+
+    Processes that start together (several ``apx`` commands, the API's workers) race
+    here: each copies into a staging directory beside it and renames that into place;
+    the first rename wins and the others drop their copy.
+    """
+    if snapshot.is_dir():
+        return
+    snapshot.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{snapshot.name}-", dir=snapshot.parent))
+    try:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+        try:
+            os.rename(staging, snapshot)
+        except OSError:
+            if not snapshot.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _who() -> str:
