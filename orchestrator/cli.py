@@ -228,12 +228,76 @@ def drain(
     env: Annotated[list[str] | None, typer.Option("--env", help="Only this environment.")] = None,
     home: HomeOption = None,
 ) -> None:
-    """Decide every queued intent now (what a running server does continuously)."""
+    """Decide every queued intent now (what a running server does continuously).
+
+    Several `apx drain` (or `apx work`) processes share the work: each claims the
+    head of one environment's queue at a time, so environments are decided in
+    parallel and each in arrival order. Intents another worker is deciding are left to it.
+    """
+    from orchestrator.workers import worker_name
+
     application = _app(home)
-    for environment in env or list(application.settings.environments):
-        for decision in application.orchestrator.drain(environment):
-            _out(decision.summary())
+    environments = _environments(application, env)
+    for decision in application.orchestrator.work(worker_name("drain"), environments=environments):
+        _out(decision.summary())
     application.audit.checkpoint()
+
+
+def _environments(application: App, env: list[str] | None) -> list[str]:
+    """The environments ``--env`` names (all when none), each checked to exist."""
+    known = list(application.settings.environments)
+    for name in env or ():
+        if name not in known:
+            raise BadInput(f"--env {name}: no such environment (configured: {', '.join(known)})")
+    return env or known
+
+
+@app.command()
+def work(
+    run_for: Annotated[
+        str | None, typer.Option("--for", help="Stop after this long (default: until SIGTERM or Ctrl-C).")
+    ] = None,
+    env: Annotated[list[str] | None, typer.Option("--env", help="Only this environment.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Run a pipeline worker: claim queued intents and decide them, until stopped.
+
+    Start as many as you like, on this host or others sharing the database (PostgreSQL) and
+    the config remote; `apx serve --workers N` starts N of them. SIGTERM lets the decision
+    in progress finish, then exits 0.
+    """
+    import signal
+    import threading
+    import time
+
+    from orchestrator.durations import parse_duration
+    from orchestrator.workers import worker_name
+
+    try:
+        limit = parse_duration(run_for).total_seconds() if run_for else None
+    except ValueError as exc:
+        raise BadInput(f"--for: {exc}") from exc
+    application = _app(home)
+    environments = _environments(application, env)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    name = worker_name("work")
+    poll = application.settings.workers.poll.total_seconds()
+    _out(f"apx work: worker {name} deciding {', '.join(environments)} (polls every {poll:g}s)")
+    started = time.monotonic()
+    decided = 0
+    try:
+        while not stop.is_set() and (limit is None or time.monotonic() - started < limit):
+            made = application.orchestrator.work(name, environments=environments, stop=stop.is_set)
+            decided += len(made)
+            if made:
+                application.audit.checkpoint()
+            else:
+                stop.wait(poll)
+    finally:
+        application.close()
+    _out(f"apx work: worker {name} stopped after {decided} decisions")
 
 
 def _finish(application: App, decision: Decision, as_json: bool) -> NoReturn:
@@ -482,6 +546,8 @@ def _print_intent(detail: dict[str, Any]) -> None:
             _out(f"  {_brief_text(child)}")
         if len(children) >= MAX_CHILDREN:
             _out(f"  … and more: apx intents list --caused-by {intent_id}")
+    if detail.get("claimed_by"):
+        _out(f"worker: {detail['claimed_by']}")
     _out("timeline:")
     for event in detail.get("timeline") or []:
         tail = f"  {event['reasons'][0]}" if event.get("reasons") else ""
@@ -1009,16 +1075,26 @@ def serve(
         str, typer.Option(help="Listen on this address (loopback by default; 0.0.0.0 for every interface).")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Listen on this port (0 picks a free one and prints it).")] = 8700,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=0,
+            max=64,
+            help="Pipeline worker processes to start (default: workers.count; 0 decides in-process).",
+        ),
+    ] = None,
     home: HomeOption = None,
 ) -> None:
-    """Run the control plane as one service: the HTTP API, the pipeline worker and the scheduler.
+    """Run the control plane as one service: the HTTP API, the pipeline worker(s) and the scheduler.
 
     Runs until SIGTERM or Ctrl-C, then stops in order within a bounded time.
     """
     from orchestrator.serve import run
 
     application = _app(home)
-    raise typer.Exit(run(application, host=host, port=port, echo=_out))
+    count = application.settings.workers.count if workers is None else workers
+    raise typer.Exit(run(application, host=host, port=port, echo=_out, workers=count))
 
 
 # -- principals ----------------------------------------------------------------------

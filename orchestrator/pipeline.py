@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
@@ -304,13 +304,56 @@ class Orchestrator:
             log.info("drain.waiting_for_window", environment=environment)
             return decided
         for view in self._store.pending(environment=environment):
-            record = view.record
-            with self._telemetry.span("apx.decide", trace_id=record.trace_id, **_span_facts(record)) as span:
-                decided.append(self._decide(view))
-                span.set_attribute(STATUS, decided[-1].status.value)
+            decided.append(self._decide_traced(view))
             if view.record.id == until:
                 break
         return decided
+
+    def work(
+        self,
+        worker: str,
+        *,
+        environments: Collection[str] | None = None,
+        stop: Callable[[], bool] = lambda: False,
+    ) -> list[Decision]:
+        """Claim and decide queued intents until none is claimable (or ``stop()``).
+
+        What pipeline workers run (``apx drain``, ``apx work``, ``apx serve``): each
+        claim takes the head of one environment's queue (:meth:`IntentStore.claim`,
+        ``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so several workers, on any
+        hosts, decide different environments at once and each environment in
+        arrival order. The decision itself runs under the environment's lock, as
+        every decision does, on the intent as it is then: one decided meanwhile
+        (by a synchronous submit, say) is skipped.
+        """
+        lease = self._settings.workers.lease
+        decided: list[Decision] = []
+        while not stop():
+            # Outside its change window an environment's intents wait, claimed by nobody.
+            candidates = [
+                name
+                for name in (environments or self._settings.environments)
+                if not self._settings.environments[name].windows or self.change_window(name).open
+            ]
+            claimed = self._store.claim(worker=worker, environments=candidates, lease=lease)
+            if claimed is None:
+                break
+            try:
+                with self._lock.hold(claimed.record.environment):
+                    view = self._store.get(claimed.record.id)
+                    if view is not None and view.status is Status.QUEUED:
+                        decided.append(self._decide_traced(view))
+            except BaseException:
+                self._store.release(claimed.record.id, worker=worker)
+                raise
+        return decided
+
+    def _decide_traced(self, view: IntentView) -> Decision:
+        record = view.record
+        with self._telemetry.span("apx.decide", trace_id=record.trace_id, **_span_facts(record)) as span:
+            decision = self._decide(view)
+            span.set_attribute(STATUS, decision.status.value)
+        return decision
 
     def _decide(self, view: IntentView) -> Decision:
         started = time.perf_counter()

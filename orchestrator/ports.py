@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from orchestrator.decision import Decision, PullRequestRef, Status
@@ -70,6 +70,20 @@ class IntentStore(Protocol):
 
     def pending(self, *, environment: str) -> list[IntentView]:
         """Intents in ``environment`` still ``queued``, in arrival (sequence) order."""
+        ...
+
+    def claim(self, *, worker: str, environments: Collection[str], lease: timedelta) -> IntentView | None:
+        """Claim for ``worker``, until ``lease`` from now, the oldest queued intent among
+        ``environments`` that heads its environment's queue and has no live claim on it.
+
+        Atomic across processes: two workers never hold one intent, and while an
+        environment's head is claimed no other worker gets anything from that
+        environment, so each is decided in arrival order. None when nothing is claimable.
+        """
+        ...
+
+    def release(self, intent_id: str, *, worker: str) -> None:
+        """Drop ``worker``'s claim on a still-queued intent (it gave up without deciding)."""
         ...
 
     def prune_payloads(self, *, before: datetime, at: datetime, batch: int = 500) -> int:

@@ -69,6 +69,7 @@ def view_json(store: IntentStore, view: IntentView) -> dict[str, Any]:
         "children": children,
         "payload_digest": view.payload_digest,
         "pruned_at": view.pruned_at.isoformat() if view.pruned_at else None,
+        "claimed_by": view.claimed_by,
     }
 
 

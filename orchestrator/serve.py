@@ -4,7 +4,9 @@ One process runs three things over one :class:`~orchestrator.bootstrap.App`:
 
 * the HTTP API (:func:`orchestrator.api.app.create_api`) on uvicorn, in a thread
   of its own; the API's lifespan starts and stops the
-  :class:`~orchestrator.workers.DrainWorker` that decides queued intents;
+  :class:`~orchestrator.workers.DrainWorker` that decides queued intents, or,
+  with ``--workers N``, only watches what N ``apx work`` processes
+  (:class:`~orchestrator.worker_pool.WorkerPool`) decide;
 * the scheduler (:func:`orchestrator.scheduler.build_scheduler`): retention,
   audit checkpoints, canaries, review expiry, notifications, periodic agents;
 * the main thread, which only waits for SIGTERM or SIGINT.
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
 
     from orchestrator.bootstrap import App
     from orchestrator.principals import Principals
+    from orchestrator.worker_pool import WorkerPool
 
 log = logs.get_logger("apx.serve")
 
@@ -73,7 +76,8 @@ class Service:
     """The API, the drain worker and the scheduler of one App; :meth:`start`, then :meth:`stop`.
 
     ``jobs=False`` leaves the scheduler out (tests that only need the API and
-    the worker).
+    the worker). ``workers``: how many ``apx work`` processes decide; 0 (the
+    default) decides in a thread of this process.
     """
 
     def __init__(
@@ -84,8 +88,11 @@ class Service:
         port: int = DEFAULT_PORT,
         jobs: bool = True,
         principals: Principals | None = None,
+        workers: int = 0,
     ) -> None:
         self.app = app
+        self.workers = workers
+        self.pool: WorkerPool | None = None
         self.host = host
         self.port = port
         self._jobs = jobs
@@ -106,7 +113,16 @@ class Service:
         bound_port = sock.getsockname()[1]
         self.url = f"http://{_url_host(self.host)}:{bound_port}"
         try:
-            self._api = create_api(self.app, principals=self._principals, drain_interval=2.0)
+            if self.workers:
+                from orchestrator.worker_pool import WorkerPool
+                from orchestrator.workers import DrainWorker
+
+                self.pool = WorkerPool(self.app.settings.home, self.workers)
+                self.pool.start()
+                watcher = DrainWorker(self.app, interval=0.25, decide=False)
+                self._api = create_api(self.app, principals=self._principals, worker=watcher)
+            else:
+                self._api = create_api(self.app, principals=self._principals, drain_interval=2.0)
             config = uvicorn.Config(
                 self._api,
                 lifespan="on",
@@ -184,6 +200,8 @@ class Service:
         if self._api is not None:
             # The lifespan stops the worker; a forced exit skips the lifespan, so make sure.
             stopped = self._api.state.worker.stop(timeout=0 if force else WORKER_GRACE) and stopped
+        if self.pool is not None:
+            stopped = self.pool.stop(grace=0 if force else WORKER_GRACE) and stopped
         scheduler_done.join(0 if force else JOBS_GRACE)
         if scheduler_done.is_alive():
             log.error("serve.jobs_stop_timeout", grace=JOBS_GRACE)
@@ -195,9 +213,9 @@ class Service:
             self._scheduler.shutdown(wait=True)
 
 
-def run(app: App, *, host: str, port: int, echo: Callable[[str], None]) -> int:
+def run(app: App, *, host: str, port: int, echo: Callable[[str], None], workers: int = 0) -> int:
     """``apx serve``: start, say where, wait for SIGTERM or SIGINT, stop. The exit code."""
-    service = Service(app, host=host, port=port)
+    service = Service(app, host=host, port=port, workers=workers)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -212,7 +230,12 @@ def run(app: App, *, host: str, port: int, echo: Callable[[str], None]) -> int:
         url = service.start()
         jobs = ", ".join(service.jobs) or "none"
         echo(f"apx serve: listening on {url} (home {app.settings.home.resolve()})")
-        echo(f"apx serve: drain worker running; scheduled jobs: {jobs}; SIGTERM or Ctrl-C stops")
+        deciding = (
+            f"{workers} worker processes (pids {', '.join(map(str, service.pool.pids))})"
+            if service.pool is not None
+            else "drain worker"
+        )
+        echo(f"apx serve: {deciding} running; scheduled jobs: {jobs}; SIGTERM or Ctrl-C stops")
         while not stop.wait(0.5):
             if not service.running:
                 log.error("serve.http_died")

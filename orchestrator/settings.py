@@ -173,6 +173,21 @@ class TelemetrySettings(_Section):
         return endpoint
 
 
+class WorkersSettings(_Section):
+    """Pipeline workers: the processes that claim queued intents and decide them
+    (docs/how-to/run-on-postgresql.md)."""
+
+    #: Worker processes ``apx serve`` starts (``--workers`` overrides). 0: the server
+    #: decides in one thread of its own process, as a single-process install wants.
+    count: int = Field(default=0, ge=0, le=64)
+    #: How long a claim holds before another worker may take the intent over from a
+    #: worker that died. A claim only spreads work; a late second worker finds the
+    #: intent decided, so a long lease costs recovery time, never a double apply.
+    lease: Duration = timedelta(minutes=1)
+    #: How often an idle worker looks for claimable intents.
+    poll: Duration = timedelta(milliseconds=500)
+
+
 class Settings(BaseSettings):
     """Everything of one installation. See ``docs/reference/settings.md``."""
 
@@ -197,6 +212,7 @@ class Settings(BaseSettings):
     retention: RetentionSettings = RetentionSettings()
     #: OpenTelemetry traces; ``/metrics`` needs no setting (docs/how-to/traces-and-metrics.md).
     telemetry: TelemetrySettings = TelemetrySettings()
+    workers: WorkersSettings = WorkersSettings()
 
     @model_validator(mode="after")
     def _names(self) -> Settings:

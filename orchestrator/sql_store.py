@@ -56,6 +56,7 @@ from sqlalchemy import (
     cast,
     exists,
     func,
+    or_,
     select,
 )
 from sqlalchemy.engine import Connection, Row, make_url
@@ -151,6 +152,10 @@ class IntentRow(SQLModel, table=True):
     payload_digest: str | None = Field(default=None, sa_column=Column(String(80), nullable=True))
     #: When retention replaced the document and the decision's diff with a stub.
     pruned_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    #: The pipeline worker that claimed (and then decided) this intent, and until when
+    #: its claim holds while the intent is queued (:meth:`SqlIntentStore.claim`).
+    claimed_by: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
+    claimed_until: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
 
 
 class IntentTargetRow(SQLModel, table=True):
@@ -684,6 +689,59 @@ class SqlIntentStore:
         with self._transaction(f"read pending intents in {environment}") as conn:
             return self._views(conn, stmt)
 
+    def claim(self, *, worker: str, environments: Collection[str], lease: timedelta) -> IntentView | None:
+        """Claim the oldest queued intent that heads its environment's queue and that no
+        live claim holds; None when there is none.
+
+        Only a queue's head is claimable, so each environment is decided in
+        arrival order by one worker at a time while other workers take other
+        environments. On PostgreSQL the candidate row is locked ``FOR UPDATE SKIP
+        LOCKED``: concurrent claimers never wait on each other and never take the
+        same row. On SQLite the write transaction (``BEGIN IMMEDIATE``) does the same.
+        A claim is coordination, not the guard: the decision still runs under the
+        environment's lock and :meth:`decide` refuses a second decision.
+        """
+        if not environments:
+            return None
+        now = utc(self._clock.now())
+        c = _intents.c
+        older = _intents.alias("older")
+        heads_queue = ~exists().where(
+            older.c.environment == c.environment,
+            older.c.status == Status.QUEUED.value,
+            older.c.seq < c.seq,
+        )
+        candidate = (
+            select(c.seq)
+            .where(
+                c.status == Status.QUEUED.value,
+                c.environment.in_(sorted(environments)),
+                or_(c.claimed_until.is_(None), c.claimed_until < now),
+                heads_queue,
+            )
+            .order_by(c.seq)
+            .limit(1)
+            .with_for_update(skip_locked=True, of=_intents)
+        )
+        with self._transaction(f"claim a queued intent for {worker}", write=True) as conn:
+            seq = conn.execute(candidate).scalar()
+            if seq is None:
+                return None
+            conn.execute(
+                _intents.update().where(c.seq == seq).values(claimed_by=worker, claimed_until=now + lease)
+            )
+            return self._views(conn, select(_intents).where(c.seq == seq))[0]
+
+    def release(self, intent_id: str, *, worker: str) -> None:
+        """Give up ``worker``'s claim on a still-queued intent, so another worker may take it now."""
+        c = _intents.c
+        with self._transaction(f"release the claim on {intent_id}", write=True) as conn:
+            conn.execute(
+                _intents.update()
+                .where(c.id == intent_id, c.claimed_by == worker, c.status == Status.QUEUED.value)
+                .values(claimed_until=None)
+            )
+
     # -- BreakerStore --------------------------------------------------------
 
     def breaker(self, *, tenant: str, environment: str) -> BreakerState | None:
@@ -820,6 +878,7 @@ class SqlIntentStore:
                 events=tuple(events.get(r.id, ())),
                 payload_digest=r.payload_digest,
                 pruned_at=r.pruned_at,
+                claimed_by=r.claimed_by,
             )
             for r in rows
         ]

@@ -82,6 +82,8 @@ class InMemoryIntentStore:
         self._policies: list[PolicyChange] = []
         self._prs: dict[str, _PrState] = {}
         self._canaries: dict[str, CanaryWatch] = {}
+        #: intent id -> (worker, claimed until), for queued intents a worker claimed.
+        self._claims: dict[str, tuple[str, datetime]] = {}
         #: The audit log, appended to under the same lock as each change it records.
         self.audit = InMemoryAuditStore(lock=self._lock)
 
@@ -314,6 +316,28 @@ class InMemoryIntentStore:
                 for v in self._views.values()
                 if v.record.environment == environment and v.status is Status.QUEUED
             ]
+
+    def claim(self, *, worker: str, environments: Collection[str], lease: timedelta) -> IntentView | None:
+        now = utc(self._clock.now())
+        with self._lock:
+            heads: dict[str, IntentView] = {}
+            for v in self._views.values():
+                if v.status is Status.QUEUED and v.record.environment not in heads:
+                    heads[v.record.environment] = v
+            for v in sorted(heads.values(), key=lambda v: v.seq):
+                held = self._claims.get(v.record.id)
+                if v.record.environment in environments and (held is None or held[1] < now):
+                    self._claims[v.record.id] = (worker, now + lease)
+                    self._views[v.record.id] = replace(v, claimed_by=worker)
+                    return self._views[v.record.id]
+        return None
+
+    def release(self, intent_id: str, *, worker: str) -> None:
+        with self._lock:
+            held = self._claims.get(intent_id)
+            view = self._views.get(intent_id)
+            if held is not None and held[0] == worker and view is not None and view.status is Status.QUEUED:
+                del self._claims[intent_id]
 
     def prune_payloads(self, *, before: datetime, at: datetime, batch: int = 500) -> int:
         before, at = utc(before), utc(at)

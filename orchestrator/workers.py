@@ -1,14 +1,20 @@
 """The pipeline worker of ``apx serve``: decides queued intents in the background.
 
 The API admits an intent and answers 202 at once (async by default); this
-worker then runs :meth:`Orchestrator.drain` for every environment. A submit
-wakes it at once (:meth:`DrainWorker.wake`); it also polls every ``interval``
-seconds, which picks up intents queued by other processes (``apx submit
---no-wait``) and environments whose change window has opened.
+worker then claims and decides queued intents (:meth:`Orchestrator.work`). A
+submit wakes it at once (:meth:`DrainWorker.wake`); it also polls every
+``interval`` seconds, which picks up intents queued by other processes (``apx
+submit --no-wait``) and environments whose change window has opened.
 
-One thread is enough and keeps decisions in arrival order; the environment
-lock (flock, or PostgreSQL's advisory lock) keeps it apart from other threads
-and ``apx`` processes. In-process it shares :data:`PIPELINE_LOCK` with review
+With ``apx serve --workers N`` the deciding moves to N ``apx work`` processes
+(:mod:`orchestrator.worker_pool`) and this thread only re-checks for decisions
+(``decide=False``), so requests waiting with ``?wait=`` see what the workers
+decided.
+
+Claims (``FOR UPDATE SKIP LOCKED`` on PostgreSQL) spread environments over the
+workers of every process and host; the environment lock (flock, or
+PostgreSQL's advisory lock) keeps each decision apart from other threads and
+``apx`` processes. In-process it shares :data:`PIPELINE_LOCK` with review
 actions, so a drain and a merge of this process do not interleave their audit
 checkpoints and review-thread resumes. Callers waiting for a decision (``?wait=``) block on
 :meth:`DrainWorker.wait_for`, which wakes after every drain.
@@ -16,6 +22,8 @@ checkpoints and review-thread resumes. Callers waiting for a decision (``?wait=`
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -32,12 +40,23 @@ log = logs.get_logger("apx.worker")
 PIPELINE_LOCK = threading.RLock()
 
 
-class DrainWorker:
-    """One thread that drains every environment when woken and every ``interval`` seconds."""
+def worker_name(role: str = "") -> str:
+    """How a worker names itself in its claims: host and pid, so an engineer finds the process."""
+    return f"{socket.gethostname()}:{os.getpid()}" + (f":{role}" if role else "")
 
-    def __init__(self, app: App, *, interval: float = 2.0) -> None:
+
+class DrainWorker:
+    """One thread that decides queued intents when woken and every ``interval`` seconds.
+
+    ``decide=False``: it only re-checks, for :meth:`wait_for`, what worker
+    processes decided.
+    """
+
+    def __init__(self, app: App, *, interval: float = 2.0, decide: bool = True) -> None:
         self._app = app
         self._interval = interval
+        self._decide = decide
+        self.name = worker_name("serve")
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._drained = threading.Condition()
@@ -75,8 +94,9 @@ class DrainWorker:
     def wait_for(self, done: Callable[[], bool], timeout: float) -> bool:
         """Block until ``done()`` holds (checked after every drain, and every second), or ``timeout``.
 
-        The one-second re-check covers a decision made by another process
-        (``apx drain``) that this worker's rounds would not signal.
+        The re-check covers a decision made by another process (``apx drain``,
+        a worker process) that this thread's rounds would not signal; it runs
+        four times a second when worker processes do all the deciding.
         """
         deadline = time.monotonic() + timeout
         while True:
@@ -86,23 +106,23 @@ class DrainWorker:
             if left <= 0:
                 return False
             with self._drained:
-                self._drained.wait(min(left, 1.0))
+                self._drained.wait(min(left, 1.0 if self._decide else 0.25))
 
     def drain_once(self, *, stoppable: bool = False) -> int:
-        """Drain every environment now, in this thread; the number of decisions made.
+        """Decide what is claimable now, in this thread; the number of decisions made.
 
-        ``stoppable``: give up between environments once :meth:`stop` was called
-        (the worker's own rounds, so shutdown waits for one drain at most).
+        ``stoppable``: give up between intents once :meth:`stop` was called
+        (the worker's own rounds, so shutdown waits for one decision at most).
         """
         made = 0
-        for environment in list(self._app.settings.environments):
-            if stoppable and self._stop.is_set():
-                break
+        if self._decide:
             try:
                 with PIPELINE_LOCK:
-                    made += len(self._app.orchestrator.drain(environment))
+                    made = len(
+                        self._app.orchestrator.work(self.name, stop=lambda: stoppable and self._stop.is_set())
+                    )
             except Exception as exc:  # a bad round must not kill the worker; the next round retries
-                log.exception("worker.drain_failed", environment=environment, error=str(exc))
+                log.exception("worker.drain_failed", error=str(exc))
         if made:
             try:
                 self._app.audit.checkpoint()

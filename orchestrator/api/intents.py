@@ -112,6 +112,8 @@ class IntentDetail(BaseModel):
     children: list[IntentBrief]
     payload_digest: str | None
     pruned_at: str | None
+    #: The pipeline worker (host:pid:role) that claimed it; None when decided without a claim.
+    claimed_by: str | None = None
 
 
 #: The Intent's JSON schema; its ``$defs`` go to the document's components (see :func:`openapi_schemas`).

@@ -80,7 +80,7 @@ def test_a_prod_change_is_reviewed_merged_rolled_back_and_announced(tmp_path: Pa
     assert again.returncode == 2 and "already merged" in again.stderr
 
     undo = apx("rollback", decision["intent_id"], "--by", "alice", "--reason", "errors", "--json", home=home)
-    assert undo.returncode == 0, undo.stderr
+    assert undo.returncode == 0, undo.stdout + undo.stderr
     assert json.loads(undo.stdout)["status"] == "pr_open"  # prod: the rollback is reviewed too
 
     delivered = apx("notify", "deliver", home=home)
