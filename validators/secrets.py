@@ -418,6 +418,8 @@ class SecretScanValidator:
                 value = match.group()
                 if math.log2(len(set(value))) <= limit or entropy.calculate_shannon_entropy(value) <= limit:
                     continue
+                if _only_apx_ids(value, entropy):
+                    continue
                 i = line_at(match.start())
                 if _filtered(value, lines.text[i], entropy):
                     continue
@@ -542,6 +544,23 @@ def _filtered(value: str, line: str, plugin: BasePlugin) -> bool:
         or is_prefixed_with_dollar_sign(value)
         or is_likely_id_string(value, line, plugin)
         or (isinstance(plugin, KeywordDetector) and is_indirect_reference(line))
+    )
+
+
+#: apx's own intent and PR ids (:mod:`orchestrator.ids`): 80 random bits in base32 read as a
+#: high-entropy string, so about one rationale in eighty that names an intent (every
+#: rollback's does) would be refused as holding a secret.
+_APX_ID_RE = re.compile(r"(?:in|pr)-[0-9a-hjkmnp-tv-z]{26}")
+
+
+def _only_apx_ids(value: str, plugin: HighEntropyStringsPlugin) -> bool:
+    """Whether ``value`` is high-entropy only because it holds apx intent or PR ids."""
+    rest = _APX_ID_RE.sub("", value)
+    if rest == value:
+        return False
+    return (
+        len(rest) <= math.floor(2**plugin.entropy_limit)
+        or plugin.calculate_shannon_entropy(rest) <= plugin.entropy_limit
     )
 
 
