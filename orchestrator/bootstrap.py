@@ -32,12 +32,13 @@ if TYPE_CHECKING:
 
     from audit.log import AuditLog
     from orchestrator.canary import CanaryWatcher
+    from orchestrator.config_remote import RemoteConfigRepo
     from orchestrator.dataplane.metrics import MetricsStore
     from orchestrator.git_repo import GitConfigRepo
     from orchestrator.notify.events import Notifier
     from orchestrator.notify.sql_outbox import SqlOutbox
     from orchestrator.pipeline import Orchestrator
-    from orchestrator.ports import PrProvider
+    from orchestrator.ports import EnvironmentLock, PrProvider
     from orchestrator.review import ReviewFlow
     from orchestrator.service_metrics import ServiceMetrics
     from orchestrator.sql_store import SqlIntentStore
@@ -99,10 +100,34 @@ class App:
         )
 
     @cached_property
-    def repo(self) -> GitConfigRepo:
+    def repo(self) -> GitConfigRepo | RemoteConfigRepo:
+        """The home's config repo; with ``config_repo.remote``, kept at the shared remote's state."""
         from orchestrator.git_repo import GitConfigRepo
 
-        return GitConfigRepo(self.settings.repo_path)
+        local = GitConfigRepo(self.settings.repo_path)
+        shared = self.settings.config_repo
+        if shared.remote is None:
+            return local
+        from orchestrator.config_remote import RemoteConfigRepo
+
+        return RemoteConfigRepo(local, url=shared.remote, timeout=shared.timeout.total_seconds())
+
+    def _environment_lock(self) -> EnvironmentLock:
+        """PostgreSQL's advisory lock (every host sharing the database), else a file lock (this
+        host); with a config remote, each environment's branch is synced once it is acquired."""
+        from orchestrator.locks import FileEnvironmentLock
+
+        wait = self.settings.admission.lock_timeout
+        lock: EnvironmentLock = self.store.environment_lock(timeout=wait) or FileEnvironmentLock(
+            self.settings.home / "locks", timeout=wait
+        )
+        if self.settings.config_repo.remote is None:
+            return lock
+        from orchestrator.config_remote import RemoteConfigRepo, SyncingLock
+
+        repo = self.repo
+        assert isinstance(repo, RemoteConfigRepo)
+        return SyncingLock(lock, repo, branch_of=self.settings.branch_of)
 
     @cached_property
     def policy(self) -> PolicyEngine:
@@ -117,18 +142,15 @@ class App:
 
     @cached_property
     def orchestrator(self) -> Orchestrator:
-        from orchestrator.locks import FileEnvironmentLock
         from orchestrator.pipeline import Orchestrator
         from validators.secrets import SecretScanValidator
 
         secret_scan = SecretScanValidator()
-        wait = self.settings.admission.lock_timeout
         return Orchestrator(
             settings=self.settings,
             store=self.store,
             repo=self.repo,
-            lock=self.store.environment_lock(timeout=wait)
-            or FileEnvironmentLock(self.settings.home / "locks", timeout=wait),
+            lock=self._environment_lock(),
             clock=self.clock,
             validators=default_validators(secret_scan),
             policy=self.policy,

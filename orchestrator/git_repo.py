@@ -48,6 +48,7 @@ import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 from stat import S_IFDIR, S_IFMT
@@ -60,11 +61,14 @@ from gitdb import IStream, LooseObjectDB  # gitpython's object layer
 
 from orchestrator.errors import BranchMoved, RepoError
 from orchestrator.ports import Snapshot
+from orchestrator.pr_settings import mask_url
 from orchestrator.signing import SigningKey
 
-__all__ = ["GitConfigRepo"]
+__all__ = ["PR_REFSPEC", "GitConfigRepo", "StagedCommit", "remote_heads"]
 
 ZERO_OID = "0" * 40
+#: Fetches every PR branch ``apx/<intent-id>`` into the local branch of the same name.
+PR_REFSPEC = "+refs/heads/apx/*:refs/heads/apx/*"
 _FILE_MODE = 0o100644
 _DIR_MODE = 0o040000
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
@@ -138,20 +142,14 @@ class GitConfigRepo:
             raise ValueError("at least one branch is needed")
         for branch in branches:
             _check_branch(branch)
-        if (path / ".git").exists():
-            raise RepoError(f"{path} is already a git repository")
-        try:
-            repo = git.Repo.init(str(path), mkdir=True, initial_branch=branches[0])
-            with repo.config_writer("repository") as config:
-                config.set_value("user", "name", committer_name)
-                config.set_value("user", "email", committer_email)
-                config.set_value("user", "signingkey", str(signing_key.private_path.resolve()))
-                config.set_value("gpg", "format", "ssh")
-                config.set_value('gpg "ssh"', "allowedSignersFile", str(allowed_signers.resolve()))
-                config.set_value("commit", "gpgsign", "true")
-            repo.close()
-        except git.GitCommandError as exc:
-            raise RepoError(f"could not initialise {path}: {_stderr(exc)}") from exc
+        _init_repository(
+            path,
+            signing_key=signing_key,
+            allowed_signers=allowed_signers,
+            initial_branch=branches[0],
+            committer_name=committer_name,
+            committer_email=committer_email,
+        )
 
         config_repo = cls(path)
         with config_repo._lock:
@@ -164,6 +162,52 @@ class GitConfigRepo:
                 config_repo._repo.git.checkout("--quiet", "--detach", root)
             except git.GitCommandError as exc:
                 raise RepoError(f"could not check out the seed commit in {path}: {_stderr(exc)}") from exc
+        return config_repo
+
+    @classmethod
+    def clone(
+        cls,
+        path: Path,
+        *,
+        url: str,
+        signing_key: SigningKey,
+        allowed_signers: Path,
+        branches: Sequence[str],
+        timeout: float,
+        committer_name: str = "apx",
+        committer_email: str = "apx@localhost",
+    ) -> GitConfigRepo:
+        """Make a new repository holding ``branches`` (and the PR branches ``apx/*``) of the
+        remote ``url``, configured like :meth:`create` makes one, with ``HEAD`` detached at
+        the first branch: what ``apx init`` does on a second host of one installation.
+
+        Every branch must exist on the remote; :class:`RepoError` names the missing ones.
+        """
+        if not branches:
+            raise ValueError("at least one branch is needed")
+        for branch in branches:
+            _check_branch(branch)
+        _init_repository(
+            path,
+            signing_key=signing_key,
+            allowed_signers=allowed_signers,
+            initial_branch=branches[0],
+            committer_name=committer_name,
+            committer_email=committer_email,
+        )
+        config_repo = cls(path)
+        missing = [b for b in branches if b not in remote_heads(url, timeout=timeout)]
+        if missing:
+            raise RepoError(f"the config remote has no branch {', '.join(map(repr, missing))}")
+        refspecs = [f"+refs/heads/{b}:refs/heads/{b}" for b in branches] + [PR_REFSPEC]
+        # --update-head-ok: the new repository's HEAD names the (unborn) first branch.
+        args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--update-head-ok", url, *refspecs]
+        config_repo._remote_git(args, url=url, timeout=timeout, doing="fetch from")
+        with config_repo._lock:
+            try:
+                config_repo._repo.git.checkout("--quiet", "--detach", f"refs/heads/{branches[0]}")
+            except git.GitCommandError as exc:
+                raise RepoError(f"could not check out {branches[0]} in {path}: {_stderr(exc)}") from exc
         return config_repo
 
     def close(self) -> None:
@@ -276,26 +320,65 @@ class GitConfigRepo:
         created from the prod head. Otherwise :class:`BranchMoved` is raised and
         the branch is left as it is. The worktree and index are never touched.
         """
+        with self._lock:
+            staged = self.stage(branch=branch, parent=parent, files=files, message=message, merge=merge)
+            return self.land(staged)
+
+    # -- beyond the port -----------------------------------------------------------
+
+    def stage(
+        self,
+        *,
+        branch: str,
+        parent: str,
+        files: Mapping[str, str | None],
+        message: str,
+        merge: str | None = None,
+    ) -> StagedCommit:
+        """The first half of :meth:`commit`: the signed commit object, with no branch moved.
+
+        :class:`BranchMoved` if ``branch`` is already elsewhere than ``parent``
+        (or absent). :meth:`land` moves the branch; until then the commit is an
+        object nothing points at, which ``git gc`` prunes if it never lands.
+        :mod:`orchestrator.config_remote` pushes it in between.
+        """
         _check_branch(branch)
         with self._lock:
             parent_sha = self._resolve(parent)
             current = self.head(branch)
             if current is not None and current != parent_sha:
-                # Fail before paying for a signature; update-ref's CAS below
+                # Fail before paying for a signature; update-ref's CAS in land()
                 # still catches a move that happens after this check.
                 raise BranchMoved(f"branch {branch!r} is at {current[:12]}, not at {parent_sha[:12]}")
-            expected = ZERO_OID if current is None else parent_sha
             tree = self._write_tree(parent_sha, files)
             new = self._commit_tree(
                 tree,
                 parents=[parent_sha] if merge is None else [parent_sha, self._resolve(merge)],
                 message=message,
             )
-            self._update_ref(branch, new=new, old=expected)
-            self._carry_snapshot(parent_sha, new, files)
-            return new
+            return StagedCommit(
+                branch=branch,
+                commit=new,
+                parent=parent_sha,
+                expected=None if current is None else parent_sha,
+                files=dict(files),
+            )
 
-    # -- beyond the port -----------------------------------------------------------
+    def land(self, staged: StagedCommit, *, force: bool = False) -> str:
+        """Move ``staged.branch`` to ``staged.commit`` and return the commit.
+
+        A compare-and-swap from ``staged.expected`` (:class:`BranchMoved` if the
+        branch is elsewhere), unless ``force``: after the config remote accepted
+        the commit, the local branch follows it whatever it points at.
+        """
+        with self._lock:
+            if force:
+                self._update_ref(staged.branch, new=staged.commit, old=None)
+            else:
+                old = ZERO_OID if staged.expected is None else staged.expected
+                self._update_ref(staged.branch, new=staged.commit, old=old)
+            self._carry_snapshot(staged.parent, staged.commit, staged.files)
+            return staged.commit
 
     def verify(self, commit: str) -> bool:
         """Whether ``commit`` carries a good signature by a key in the repo's ``allowed_signers``.
@@ -309,6 +392,66 @@ class GitConfigRepo:
             except git.GitCommandError:
                 return False
             return True
+
+    # -- a remote (orchestrator.config_remote decides when) ------------------------
+
+    def fetch(self, url: str, refspecs: Sequence[str], *, timeout: float) -> bool:
+        """``git fetch`` ``refspecs`` from ``url``; False (and nothing fetched) if a branch one of
+        them names exactly is not on the remote. FETCH_HEAD is not written: processes share it."""
+        args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", url, *refspecs]
+        try:
+            self._remote_git(args, url=url, timeout=timeout, doing="fetch from")
+        except _MissingRemoteRef:
+            return False
+        return True
+
+    def push(self, url: str, moves: Mapping[str, tuple[str, str | None]], *, timeout: float) -> bool:
+        """Push each ``branch: (commit, expected)`` to ``url`` as one compare-and-swap.
+
+        ``expected`` is what the remote branch must still point at (None: it must not
+        exist yet), checked by the remote (``--force-with-lease``), all branches or none
+        (``--atomic``). True if the remote now has them, False if it refused because a
+        branch was not where expected (someone else pushed first); :class:`RepoError` for
+        any other failure (unreachable, a hook declined, a timeout), after which the
+        outcome is unknown.
+        """
+        args = ["push", "--porcelain", "--atomic"]
+        for branch, (commit, expected) in moves.items():
+            _check_branch(branch)
+            if not _HEX40.match(commit):
+                raise ValueError(f"{commit!r} is not a commit id")
+            args.append(f"--force-with-lease=refs/heads/{branch}:{expected or ''}")
+        args += [url, *(f"{commit}:refs/heads/{branch}" for branch, (commit, _) in moves.items())]
+        try:
+            self._remote_git(args, url=url, timeout=timeout, doing="push to")
+        except _Refused as exc:
+            if exc.race:
+                return False
+            raise RepoError(f"the config remote {mask_url(url)} refused the push: {exc.reason}") from exc
+        return True
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        """Whether commit ``ancestor`` is ``descendant`` or in its history."""
+        with self._lock:
+            try:
+                self._repo.git.merge_base("--is-ancestor", ancestor, descendant)
+            except git.GitCommandError:
+                return False
+            return True
+
+    def has_commit(self, revision: str) -> bool:
+        """Whether ``revision`` (a full commit id) is in the local object database."""
+        if not _HEX40.match(revision):
+            return False
+        with self._lock:
+            try:
+                return bool(self._repo.odb.info(bytes.fromhex(revision)).type == b"commit")
+            except ValueError:
+                return False
+
+    def _remote_git(self, args: list[str], *, url: str, timeout: float, doing: str) -> str:
+        with self._lock:
+            return _run_remote(self._repo.git, args, url=url, timeout=timeout, doing=doing)
 
     # -- objects -----------------------------------------------------------------
 
@@ -466,13 +609,14 @@ class GitConfigRepo:
                 raise RepoError(f"git commit-tree failed (signing?): {_stderr(exc)}") from exc
         return str(out).strip()
 
-    def _update_ref(self, branch: str, *, new: str, old: str) -> None:
+    def _update_ref(self, branch: str, *, new: str, old: str | None) -> None:
+        """Move ``branch`` to ``new`` if it is at ``old`` (the zero id: absent); ``None``: from anywhere."""
         ref = f"refs/heads/{branch}"
         try:
-            self._repo.git.update_ref("-m", f"apx: commit {new[:12]}", ref, new, old)
+            self._repo.git.update_ref("-m", f"apx: commit {new[:12]}", ref, new, *([old] if old else []))
         except git.GitCommandError as exc:
             now = self.head(branch)
-            if (now or ZERO_OID) != old or "cannot lock ref" in _stderr(exc):
+            if old is not None and ((now or ZERO_OID) != old or "cannot lock ref" in _stderr(exc)):
                 raise BranchMoved(
                     f"branch {branch!r} moved to {(now or 'nothing')[:12]} while committing "
                     f"(expected {'nothing' if old == ZERO_OID else old[:12]})"
@@ -504,6 +648,101 @@ class GitConfigRepo:
             else:
                 after[path] = text
         self._remember(Snapshot(revision=new, files=after))
+
+
+@dataclass(frozen=True)
+class StagedCommit:
+    """A signed commit made by :meth:`GitConfigRepo.stage`, its branch not yet moved."""
+
+    branch: str
+    commit: str
+    parent: str
+    #: What the branch must still point at for the commit to land (None: it must not exist yet).
+    expected: str | None
+    files: Mapping[str, str | None]
+
+
+class _MissingRemoteRef(Exception):
+    """A refspec named a branch the remote does not have."""
+
+
+class _Refused(Exception):
+    """The remote refused a push; ``race`` when only because a branch was not where expected."""
+
+    def __init__(self, *, race: bool, reason: str) -> None:
+        super().__init__(reason)
+        self.race = race
+        self.reason = reason
+
+
+def _init_repository(
+    path: Path,
+    *,
+    signing_key: SigningKey,
+    allowed_signers: Path,
+    initial_branch: str,
+    committer_name: str,
+    committer_email: str,
+) -> None:
+    """``git init`` a repository configured to sign with ``signing_key`` and verify by itself.
+
+    Both paths are stored absolute: git resolves relative ones against wherever it is run from.
+    """
+    if (path / ".git").exists():
+        raise RepoError(f"{path} is already a git repository")
+    try:
+        repo = git.Repo.init(str(path), mkdir=True, initial_branch=initial_branch)
+        with repo.config_writer("repository") as config:
+            config.set_value("user", "name", committer_name)
+            config.set_value("user", "email", committer_email)
+            config.set_value("user", "signingkey", str(signing_key.private_path.resolve()))
+            config.set_value("gpg", "format", "ssh")
+            config.set_value('gpg "ssh"', "allowedSignersFile", str(allowed_signers.resolve()))
+            config.set_value("commit", "gpgsign", "true")
+        repo.close()
+    except git.GitCommandError as exc:
+        raise RepoError(f"could not initialise {path}: {_stderr(exc)}") from exc
+
+
+def remote_heads(url: str, *, timeout: float) -> dict[str, str]:
+    """Branch name → commit of every branch on the remote ``url`` (``git ls-remote --heads``).
+
+    Needs no local repository: ``apx init`` asks before it makes one.
+    """
+    out = _run_remote(git.Git(), ["ls-remote", "--heads", url], url=url, timeout=timeout, doing="list")
+    heads: dict[str, str] = {}
+    for line in out.splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref.startswith("refs/heads/"):
+            heads[ref.removeprefix("refs/heads/")] = sha
+    return heads
+
+
+def _run_remote(git_cmd: git.Git, args: list[str], *, url: str, timeout: float, doing: str) -> str:
+    """Run ``git ARGS`` against a remote, never waiting on a password prompt."""
+    if url.startswith("-"):
+        raise ValueError(f"{url!r} is not a git URL")
+    try:
+        out = git_cmd.execute(
+            ["git", *args],
+            env={"GIT_TERMINAL_PROMPT": "0"},
+            kill_after_timeout=timeout,
+            with_extended_output=True,
+        )
+    except git.GitCommandError as exc:
+        stdout = exc.stdout if isinstance(exc.stdout, str) else ""
+        stderr = exc.stderr if isinstance(exc.stderr, str) else ""
+        if "couldn't find remote ref" in stderr:
+            raise _MissingRemoteRef from exc
+        refused = [line for line in stdout.splitlines() if line.startswith("!")]
+        if refused:
+            reasons = [line.rsplit("\t", 1)[-1] for line in refused]
+            race = all(r.startswith("[rejected]") for r in reasons)
+            raise _Refused(race=race, reason="; ".join(reasons)) from exc
+        timed_out = exc.status == -9 or "Timeout:" in stderr
+        why = f"no answer in {timeout:g}s" if timed_out else _stderr(exc)
+        raise RepoError(f"could not {doing} the config remote {mask_url(url)}: {why}") from exc
+    return str(out[1])
 
 
 def _check_branch(branch: str) -> None:

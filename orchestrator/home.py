@@ -14,9 +14,11 @@ from pathlib import Path
 
 from audit.checkpoint import PUBLIC_KEY_NAME, SigningKey
 from orchestrator.errors import HomeError
-from orchestrator.git_repo import GitConfigRepo
+from orchestrator.git_repo import GitConfigRepo, remote_heads
+from orchestrator.pr_settings import mask_url
 from orchestrator.seed import seed_files
-from orchestrator.settings import default_settings_document, load_settings
+from orchestrator.settings import Settings, default_settings_document, load_settings
+from orchestrator.signing import SigningKey as CommitKey
 from orchestrator.signing import create_signing_key, write_allowed_signers
 from orchestrator.sql_store import migrate
 
@@ -44,7 +46,12 @@ class Made:
 
 
 def init_home(home: Path, *, force: bool = False) -> list[Made]:
-    """Create a home with a seeded config repo; refuse an existing one unless ``force``."""
+    """Create a home with a seeded config repo; refuse an existing one unless ``force``.
+
+    With ``APX_CONFIG_REPO__REMOTE`` set, it is written to ``apx.yaml`` as
+    ``config_repo.remote`` and the config repo comes from (or is pushed to) that
+    remote: see :func:`_config_repo`.
+    """
     existing = [name for name in OWNED if (home / name).exists()]
     if existing and not force:
         raise HomeError(
@@ -56,28 +63,25 @@ def init_home(home: Path, *, force: bool = False) -> list[Made]:
         shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink()
 
     home.mkdir(parents=True, exist_ok=True)
-    (home / "apx.yaml").write_text(default_settings_document(home, database_url=_without_password()))
+    (home / "apx.yaml").write_text(
+        default_settings_document(
+            home,
+            database_url=_without_password(),
+            config_remote=os.environ.get("APX_CONFIG_REPO__REMOTE") or None,
+        )
+    )
     settings = load_settings(home)
 
     key = create_signing_key(home / "keys")
     allowed = home / "allowed_signers"
     write_allowed_signers(allowed, principal=SIGNER, public_line=key.public_line)
-    files = seed_files()
-    GitConfigRepo.create(
-        settings.repo_path,
-        signing_key=key,
-        allowed_signers=allowed,
-        branches=[settings.branch_of(env) for env in settings.environments],
-        files=files,
-        committer_email=SIGNER,
-    )
+    repo_made = _config_repo(settings, key, allowed)
     SigningKey.create(settings.keys_dir)
     migrate(settings.database_url)
-    branches = ", ".join(settings.branch_of(env) for env in settings.environments)
-    return [
+    made = [
         Made("settings", home / "apx.yaml"),
         Made(f"intent log ({settings.database_url.split(':', 1)[0]})", _where(settings.database_url)),
-        Made(f"config repo, branches {branches}, {len(files)} resources of tenant acme", settings.repo_path),
+        repo_made,
         Made("SSH signing key (Ed25519)", key.private_path),
         Made("allowed signers for `git verify-commit`", allowed),
         Made(
@@ -85,6 +89,80 @@ def init_home(home: Path, *, force: bool = False) -> list[Made]:
             settings.keys_dir / PUBLIC_KEY_NAME,
         ),
     ]
+    if settings.config_repo.remote is not None:
+        made.append(
+            Made(
+                "this host's commit key: add it to every host's allowed_signers",
+                key.public_path,
+            )
+        )
+    return made
+
+
+def _config_repo(settings: Settings, key: CommitKey, allowed: Path) -> Made:
+    """The home's config repo: seeded here, or with ``config_repo.remote`` set, cloned from it.
+
+    The first home against an empty remote seeds the environments and pushes them
+    (only if the remote still has none of them); every later home clones them. A
+    remote holding some environment branches but not others is refused rather than
+    guessed at.
+    """
+    branches = [settings.branch_of(env) for env in settings.environments]
+    names = ", ".join(branches)
+    remote = settings.config_repo.remote
+    if remote is None:
+        files = seed_files()
+        GitConfigRepo.create(
+            settings.repo_path,
+            signing_key=key,
+            allowed_signers=allowed,
+            branches=branches,
+            files=files,
+            committer_email=SIGNER,
+        )
+        return Made(
+            f"config repo, branches {names}, {len(files)} resources of tenant acme", settings.repo_path
+        )
+    timeout = settings.config_repo.timeout.total_seconds()
+    shown = mask_url(remote)
+    present = [branch for branch in branches if branch in remote_heads(remote, timeout=timeout)]
+    if present and len(present) < len(branches):
+        missing = [branch for branch in branches if branch not in present]
+        raise HomeError(
+            f"the config remote {shown} has branch(es) {', '.join(present)} but not "
+            f"{', '.join(missing)}; push the missing one(s) there first (or point "
+            "config_repo.remote at an empty repository to seed a new installation)"
+        )
+    if present:
+        GitConfigRepo.clone(
+            settings.repo_path,
+            url=remote,
+            signing_key=key,
+            allowed_signers=allowed,
+            branches=branches,
+            timeout=timeout,
+            committer_email=SIGNER,
+        )
+        return Made(f"config repo, branches {names} cloned from {shown}", settings.repo_path)
+    files = seed_files()
+    with GitConfigRepo.create(
+        settings.repo_path,
+        signing_key=key,
+        allowed_signers=allowed,
+        branches=branches,
+        files=files,
+        committer_email=SIGNER,
+    ) as repo:
+        seeded = {branch: (repo.head(branch) or "", None) for branch in branches}
+        if not repo.push(remote, seeded, timeout=timeout):
+            raise HomeError(
+                f"another home seeded the config remote {shown} at the same time; "
+                "run `apx init --force` again to clone what it pushed"
+            )
+    return Made(
+        f"config repo, branches {names}, {len(files)} resources of tenant acme, pushed to {shown}",
+        settings.repo_path,
+    )
 
 
 def _without_password() -> str | None:

@@ -12,6 +12,7 @@ honoured as a shortcut), then ``apx.yaml``, then the defaults below.
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -30,7 +31,7 @@ from agents.settings import AgentsSettings
 from orchestrator.durations import Duration
 from orchestrator.errors import BadInput
 from orchestrator.notify.settings import NotificationSettings
-from orchestrator.pr_settings import PrProviderSettings
+from orchestrator.pr_settings import PrProviderSettings, url_secrets
 from orchestrator.windows import ChangeWindow
 
 
@@ -173,6 +174,37 @@ class TelemetrySettings(_Section):
         return endpoint
 
 
+class ConfigRepoSettings(_Section):
+    """The config repo's shared remote (docs/how-to/run-on-several-hosts.md)."""
+
+    #: A git remote every host of the installation shares: each host's ``config-repo/``
+    #: is then a clone kept at the remote's state under each environment's lock, and every
+    #: branch apx moves is pushed (compare-and-swap) before the lock is released. An SSH
+    #: or HTTPS URL (credentials from ssh or a git credential helper, never in the URL),
+    #: or an absolute path. None: the local repo is the only copy (one host).
+    remote: str | None = None
+    #: Per fetch or push. A decision waits for it while holding its environment's lock,
+    #: so it is well below ``admission.lock_timeout`` (60s) that other submitters wait.
+    timeout: Duration = timedelta(seconds=20)
+
+    @field_validator("remote")
+    @classmethod
+    def _remote(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.strip() or value.startswith("-"):
+            raise ValueError("give the git URL or absolute path of the shared config repository")
+        if url_secrets(value):
+            raise ValueError(
+                "the URL carries credentials; use an SSH URL or a git credential helper instead "
+                "(settings files are no place for secrets)"
+            )
+        scheme_or_host = value.split("/", 1)[0]
+        if ":" not in scheme_or_host and not value.startswith("/"):
+            raise ValueError(f"{value!r} is a relative path; give an absolute one")
+        return value
+
+
 class WorkersSettings(_Section):
     """Pipeline workers: the processes that claim queued intents and decide them
     (docs/how-to/run-on-postgresql.md)."""
@@ -213,6 +245,8 @@ class Settings(BaseSettings):
     #: OpenTelemetry traces; ``/metrics`` needs no setting (docs/how-to/traces-and-metrics.md).
     telemetry: TelemetrySettings = TelemetrySettings()
     workers: WorkersSettings = WorkersSettings()
+    #: A git remote shared by several hosts (docs/how-to/run-on-several-hosts.md); none by default.
+    config_repo: ConfigRepoSettings = ConfigRepoSettings()
 
     @model_validator(mode="after")
     def _names(self) -> Settings:
@@ -281,10 +315,14 @@ def load_settings(home: Path | None = None) -> Settings:
         raise BadInput(f"{config}: {exc}") from exc
 
 
-def default_settings_document(home: Path, *, database_url: str | None = None) -> str:
+def default_settings_document(
+    home: Path, *, database_url: str | None = None, config_remote: str | None = None
+) -> str:
     """The commented ``apx.yaml`` that ``apx init`` writes; ``database_url`` (already without a
-    password, see :func:`orchestrator.home.init_home`) instead of the home's SQLite file."""
+    password, see :func:`orchestrator.home.init_home`) instead of the home's SQLite file, and
+    ``config_remote`` as ``config_repo.remote``."""
     url = database_url or f"sqlite:///{(home / 'apx.db').resolve()}"
+    remote = "null" if config_remote is None else json.dumps(config_remote)
     return f"""\
 # APX settings. Durations: 90s, 5m, 1h or seconds. APX_* variables override
 # (APX_DATABASE_URL, APX_ADMISSION__DEDUPE_WINDOW=10s, ...).
@@ -314,4 +352,6 @@ notifications:
   webhooks: []                                        # [{{name, url, format: json|slack, events}}]
 telemetry:
   exporter: none                                      # console or otlp (+ endpoint): one trace per intent
+config_repo:
+  remote: {remote}  # a git remote shared by several hosts (docs/how-to/run-on-several-hosts.md)
 """
