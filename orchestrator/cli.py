@@ -226,21 +226,68 @@ def _remote_document(data: bytes, *, agent: str | None, env: str | None) -> dict
 @app.command()
 def drain(
     env: Annotated[list[str] | None, typer.Option("--env", help="Only this environment.")] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep deciding what arrives, until SIGTERM or Ctrl-C.")
+    ] = False,
+    run_for: Annotated[str | None, typer.Option("--for", help="With --follow: stop after this long.")] = None,
     home: HomeOption = None,
 ) -> None:
-    """Decide every queued intent now (what a running server does continuously).
+    """Decide every queued intent now; with --follow, run as a pipeline worker.
 
-    Several `apx drain` (or `apx work`) processes share the work: each claims the
-    head of one environment's queue at a time, so environments are decided in
-    parallel and each in arrival order. Intents another worker is deciding are left to it.
+    Several `apx drain` processes share the work, on this host or others sharing the
+    database (PostgreSQL) and the config remote: each claims the head of one environment's
+    queue at a time, so environments are decided in parallel and each in arrival order.
+    `apx serve --workers N` starts N `apx drain --follow`. SIGTERM lets the decision in
+    progress finish, then exits 0.
     """
+    from orchestrator.durations import parse_duration
     from orchestrator.workers import worker_name
 
+    if run_for is not None and not follow:
+        raise BadInput("--for goes with --follow (a plain drain stops when nothing is left)")
+    try:
+        limit = parse_duration(run_for).total_seconds() if run_for else None
+    except ValueError as exc:
+        raise BadInput(f"--for: {exc}") from exc
     application = _app(home)
     environments = _environments(application, env)
-    for decision in application.orchestrator.work(worker_name("drain"), environments=environments):
-        _out(decision.summary())
-    application.audit.checkpoint()
+    if not follow:
+        for decision in application.orchestrator.work(worker_name("drain"), environments=environments):
+            _out(decision.summary())
+        application.audit.checkpoint()
+        return
+    _follow(application, environments, limit)
+
+
+def _follow(application: App, environments: list[str], limit: float | None) -> None:
+    """``apx drain --follow``: claim and decide until a signal (or ``limit`` seconds)."""
+    import signal
+    import threading
+    import time
+
+    from orchestrator.workers import worker_name
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    name = worker_name("worker")
+    poll = application.settings.workers.poll.total_seconds()
+    _out(f"apx drain: worker {name} deciding {', '.join(environments)} (polls every {poll:g}s)")
+    started = time.monotonic()
+    decided = 0
+    try:
+        while not stop.is_set() and (limit is None or time.monotonic() - started < limit):
+            made = application.orchestrator.work(name, environments=environments, stop=stop.is_set)
+            for decision in made:
+                _out(decision.summary())
+            decided += len(made)
+            if made:
+                application.audit.checkpoint()
+            else:
+                stop.wait(poll)
+    finally:
+        application.close()
+    _out(f"apx drain: worker {name} stopped after {decided} decisions")
 
 
 def _environments(application: App, env: list[str] | None) -> list[str]:
@@ -250,54 +297,6 @@ def _environments(application: App, env: list[str] | None) -> list[str]:
         if name not in known:
             raise BadInput(f"--env {name}: no such environment (configured: {', '.join(known)})")
     return env or known
-
-
-@app.command()
-def work(
-    run_for: Annotated[
-        str | None, typer.Option("--for", help="Stop after this long (default: until SIGTERM or Ctrl-C).")
-    ] = None,
-    env: Annotated[list[str] | None, typer.Option("--env", help="Only this environment.")] = None,
-    home: HomeOption = None,
-) -> None:
-    """Run a pipeline worker: claim queued intents and decide them, until stopped.
-
-    Start as many as you like, on this host or others sharing the database (PostgreSQL) and
-    the config remote; `apx serve --workers N` starts N of them. SIGTERM lets the decision
-    in progress finish, then exits 0.
-    """
-    import signal
-    import threading
-    import time
-
-    from orchestrator.durations import parse_duration
-    from orchestrator.workers import worker_name
-
-    try:
-        limit = parse_duration(run_for).total_seconds() if run_for else None
-    except ValueError as exc:
-        raise BadInput(f"--for: {exc}") from exc
-    application = _app(home)
-    environments = _environments(application, env)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: stop.set())
-    name = worker_name("work")
-    poll = application.settings.workers.poll.total_seconds()
-    _out(f"apx work: worker {name} deciding {', '.join(environments)} (polls every {poll:g}s)")
-    started = time.monotonic()
-    decided = 0
-    try:
-        while not stop.is_set() and (limit is None or time.monotonic() - started < limit):
-            made = application.orchestrator.work(name, environments=environments, stop=stop.is_set)
-            decided += len(made)
-            if made:
-                application.audit.checkpoint()
-            else:
-                stop.wait(poll)
-    finally:
-        application.close()
-    _out(f"apx work: worker {name} stopped after {decided} decisions")
 
 
 def _finish(application: App, decision: Decision, as_json: bool) -> NoReturn:

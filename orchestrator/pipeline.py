@@ -318,7 +318,7 @@ class Orchestrator:
     ) -> list[Decision]:
         """Claim and decide queued intents until none is claimable (or ``stop()``).
 
-        What pipeline workers run (``apx drain``, ``apx work``, ``apx serve``): each
+        What pipeline workers run (``apx drain [--follow]``, ``apx serve``): each
         claim takes the head of one environment's queue (:meth:`IntentStore.claim`,
         ``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so several workers, on any
         hosts, decide different environments at once and each environment in

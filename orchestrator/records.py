@@ -55,7 +55,7 @@ class IntentView:
     payload_digest: str | None = None
     #: Set once retention pruned the document, diff and rollback recipe.
     pruned_at: datetime | None = None
-    #: The pipeline worker that claimed it (``apx work``, ``apx serve --workers``);
+    #: The pipeline worker that claimed it (``apx drain``, ``apx serve --workers``);
     #: None when a synchronous submit or ``drain`` decided it without a claim.
     claimed_by: str | None = None
 

@@ -5,7 +5,7 @@ One process runs three things over one :class:`~orchestrator.bootstrap.App`:
 * the HTTP API (:func:`orchestrator.api.app.create_api`) on uvicorn, in a thread
   of its own; the API's lifespan starts and stops the
   :class:`~orchestrator.workers.DrainWorker` that decides queued intents, or,
-  with ``--workers N``, only watches what N ``apx work`` processes
+  with ``--workers N``, only watches what N ``apx drain --follow`` processes
   (:class:`~orchestrator.worker_pool.WorkerPool`) decide;
 * the scheduler (:func:`orchestrator.scheduler.build_scheduler`): retention,
   audit checkpoints, canaries, review expiry, notifications, periodic agents;
@@ -76,7 +76,7 @@ class Service:
     """The API, the drain worker and the scheduler of one App; :meth:`start`, then :meth:`stop`.
 
     ``jobs=False`` leaves the scheduler out (tests that only need the API and
-    the worker). ``workers``: how many ``apx work`` processes decide; 0 (the
+    the worker). ``workers``: how many ``apx drain --follow`` processes decide; 0 (the
     default) decides in a thread of this process.
     """
 

@@ -1,9 +1,9 @@
-"""``apx serve --workers N``: N ``apx work`` processes beside the API, watched and restarted.
+"""``apx serve --workers N``: N ``apx drain --follow`` processes beside the API, watched and restarted.
 
 Why processes rather than threads: a decision is Python (parsing, validators,
 Rego through regopy, SQLAlchemy) between git and database round trips, and
 threads of one interpreter share one GIL; separate processes use every core.
-They are the same processes an engineer starts by hand with ``apx work`` on
+They are the same processes an engineer starts by hand with ``apx drain --follow`` on
 other hosts: claims (:meth:`orchestrator.ports.IntentStore.claim`) spread the
 environments over all of them, and the environment lock keeps each decision
 exact wherever it runs.
@@ -37,8 +37,16 @@ WATCH_EVERY = 0.5
 
 
 def work_command(home: Path) -> list[str]:
-    """The command line of one worker: this interpreter running ``apx work`` on ``home``."""
-    return [sys.executable, "-c", "from orchestrator.cli import main; main()", "work", "--home", str(home)]
+    """The command line of one worker: this interpreter running ``apx drain --follow`` on ``home``."""
+    return [
+        sys.executable,
+        "-c",
+        "from orchestrator.cli import main; main()",
+        "drain",
+        "--follow",
+        "--home",
+        str(home),
+    ]
 
 
 @dataclass

@@ -6,7 +6,7 @@ submit wakes it at once (:meth:`DrainWorker.wake`); it also polls every
 ``interval`` seconds, which picks up intents queued by other processes (``apx
 submit --no-wait``) and environments whose change window has opened.
 
-With ``apx serve --workers N`` the deciding moves to N ``apx work`` processes
+With ``apx serve --workers N`` the deciding moves to N ``apx drain --follow`` processes
 (:mod:`orchestrator.worker_pool`) and this thread only re-checks for decisions
 (``decide=False``), so requests waiting with ``?wait=`` see what the workers
 decided.

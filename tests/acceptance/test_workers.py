@@ -172,7 +172,7 @@ def test_serve_with_worker_processes_decides_in_them_replaces_a_killed_one_and_s
 
         assert _eventually(applied, timeout=120)
         shown = apx("intents", "show", intent_id, home=home).stdout
-        worker = re.search(r"^worker: \S+:(\d+):work$", shown, re.MULTILINE)
+        worker = re.search(r"^worker: \S+:(\d+):worker$", shown, re.MULTILINE)
         assert worker and int(worker.group(1)) in pids, shown  # decided by a live worker process
 
         assert server.stop() == 0
