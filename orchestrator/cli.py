@@ -275,15 +275,26 @@ def _follow(application: App, environments: list[str], limit: float | None) -> N
     _out(f"apx drain: worker {name} deciding {', '.join(environments)} (polls every {poll:g}s)")
     started = time.monotonic()
     decided = 0
+    failures = 0
     try:
         while not stop.is_set() and (limit is None or time.monotonic() - started < limit):
-            made = application.orchestrator.work(name, environments=environments, stop=stop.is_set)
+            try:
+                made = application.orchestrator.work(name, environments=environments, stop=stop.is_set)
+                if made:
+                    application.audit.checkpoint()
+            except ApxError as exc:
+                # The database restarting, a lock held too long, the config remote away: say
+                # so and retry with back-off; a worker outlives what its operators fix.
+                failures += 1
+                wait = min(30.0, poll * 2**failures)
+                typer.echo(f"apx drain: {exc.message}; retrying in {wait:g}s", err=True)
+                stop.wait(wait)
+                continue
+            failures = 0
             for decision in made:
                 _out(decision.summary())
             decided += len(made)
-            if made:
-                application.audit.checkpoint()
-            else:
+            if not made:
                 stop.wait(poll)
     finally:
         application.close()

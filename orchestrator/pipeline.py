@@ -344,7 +344,12 @@ class Orchestrator:
                     if view is not None and view.status is Status.QUEUED:
                         decided.append(self._decide_traced(view))
             except BaseException:
-                self._store.release(claimed.record.id, worker=worker)
+                # Give the intent back at once rather than after the lease; the error that
+                # got us here is the one to report, so a failing release is only logged.
+                try:
+                    self._store.release(claimed.record.id, worker=worker)
+                except Exception as exc:
+                    log.warning("intent.release_failed", intent_id=claimed.record.id, error=str(exc))
                 raise
         return decided
 

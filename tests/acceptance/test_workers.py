@@ -178,3 +178,41 @@ def test_serve_with_worker_processes_decides_in_them_replaces_a_killed_one_and_s
         assert server.stop() == 0
     assert not any(_alive(p) for p in pids)
     assert "apx serve: stopped" in server.output()
+
+
+def test_a_following_worker_outlives_a_lock_held_too_long_and_then_decides(tmp_path: Path) -> None:
+    """An operator's long `apx migrate`, say, holds dev's lock past `admission.lock_timeout`:
+    the worker says so, backs off, and decides the intent once the lock is free."""
+    from datetime import timedelta
+
+    from orchestrator.locks import FileEnvironmentLock
+
+    home = scaled_out_home(tmp_path, None)
+    config = yaml.safe_load((home / "apx.yaml").read_text())
+    config["admission"]["lock_timeout"] = "1s"
+    config["workers"] = {"poll": "100ms"}
+    (home / "apx.yaml").write_text(yaml.safe_dump(config))
+    queued = admit(home)["dev"][0]
+
+    out, err = tmp_path / "worker.out", tmp_path / "worker.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        with FileEnvironmentLock(home / "locks", timeout=timedelta(seconds=5)).hold("dev"):
+            worker = subprocess.Popen(
+                [APX, "drain", "--follow", "--env", "dev", "--for", "60s"],
+                stdout=stdout,
+                stderr=stderr,
+                env=cli_env(home),
+            )
+            try:
+                assert _eventually(lambda: "retrying in" in err.read_text(), timeout=60), err.read_text()
+            except BaseException:
+                worker.kill()
+                raise
+        try:
+            assert _eventually(lambda: f"{queued} applied" in out.read_text(), timeout=60), err.read_text()
+            assert worker.poll() is None  # still running, for what comes next
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(60) == 0
+    assert "environment 'dev' stayed locked" in err.read_text()
+    assert "stopped after" in out.read_text()
