@@ -84,14 +84,12 @@ import json
 import os
 import platform
 import random
-import secrets
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
@@ -99,8 +97,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy
-from common import timed
-from sqlalchemy import MetaData, Table, create_engine, text
+from common import postgres_schema, timed
+from sqlalchemy import MetaData, Table, text
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from audit.checkpoint import Checkpoint, CheckpointFile, SigningKey
@@ -228,22 +226,6 @@ def build_log(n: int, every: int, key: SigningKey) -> Log:
 
 
 # -- databases ---------------------------------------------------------------------
-
-
-@contextmanager
-def postgres_schema(base_url: str) -> Iterator[str]:
-    """A fresh schema on the server at ``base_url``; the URL that uses it. Dropped afterwards."""
-    schema = f"apx_bench_{secrets.token_hex(4)}"
-    admin = create_engine(base_url)
-    try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
 
 
 def bulk_insert(conn: Connection, table: str, rows: Sequence[Row]) -> None:

@@ -4,7 +4,11 @@ Runs on the embedded default: a fresh home made by ``orchestrator.home.init_home
 in a temporary directory (SQLite intent log, local git config repo, a real
 Ed25519 key signing through ``git``/``ssh-keygen``), wired by
 ``orchestrator.bootstrap.build`` with a :class:`~orchestrator.testing.FrozenClock`,
-and driven in-process through ``app.orchestrator.submit``. Two scenarios:
+and driven in-process through ``app.orchestrator.submit``. With ``--database-url``
+(or ``APX_BENCH_DATABASE_URL``) everything runs again with the intent log on that
+PostgreSQL server, each home in a fresh schema (``CREATE SCHEMA apx_bench_<hex>``,
+reached through ``?options=-csearch_path=…``, dropped at the end), the settings'
+``database.url`` overridden as the tests' ``settings`` fixture does. Two scenarios:
 
 (a) **Held at admission.** One intent is applied, then N identical ones are
     submitted; each is recorded as ``duplicate``. A held intent costs the
@@ -20,6 +24,11 @@ and driven in-process through ``app.orchestrator.submit``. Two scenarios:
     same SQLite with the same durability. A second, informational baseline
     (``sqlite, same write set``) also inserts the target and the two event rows
     APX writes alongside, in the same transaction.
+    *On PostgreSQL* the baseline is a bare psycopg insert of the very row, into
+    the same table with the same indexes (``CREATE TABLE … (LIKE … INCLUDING
+    ALL)`` from the live schema, its foreign keys added, in a second fresh
+    schema on the same server), one transaction per insert (``INSERT`` then
+    ``COMMIT``, the server's default ``synchronous_commit``, as the store runs).
     The clock is frozen, so every duplicate stays inside the admission
     look-back window: the window grows by one intent per submission, as in a
     burst of retries. The first- and last-decile medians show what that costs.
@@ -49,7 +58,7 @@ process only) the repo's and store's methods and the pipeline's
 ``parse_environment``/``plan``/``run_chain``; the wrappers cost microseconds
 against milliseconds per op. No thresholds: this measures, it does not judge.
 
-    /work/venv/bin/python bench/decisions.py [--n N] [--warmup W] [--json out.json]
+    /work/venv/bin/python bench/decisions.py [--n N] [--warmup W] [--database-url URL] [--json out.json]
 """
 
 from __future__ import annotations
@@ -73,19 +82,31 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from common import Breakdown, close, raised_limits, timed
+from common import (
+    Breakdown,
+    check_postgres_url,
+    close,
+    database_url_default,
+    libpq_conninfo,
+    on_database,
+    postgres_schema,
+    raised_limits,
+    server_version,
+    signed_scratch_repo,
+    timed,
+)
+from sqlalchemy import make_url
 
 from orchestrator import admission as admission_module
 from orchestrator import pipeline as pipeline_module
 from orchestrator.bootstrap import App, build
 from orchestrator.changeset import render
 from orchestrator.decision import Status
-from orchestrator.home import SIGNER, init_home
+from orchestrator.home import init_home
 from orchestrator.ids import new_intent_id, new_trace_id
 from orchestrator.intent import Intent
 from orchestrator.seed import seed_files
 from orchestrator.settings import load_settings
-from orchestrator.signing import create_signing_key, write_allowed_signers
 from orchestrator.sql_base import SQLITE_BUSY_TIMEOUT_MS
 from orchestrator.testing import FrozenClock
 
@@ -145,9 +166,10 @@ def run(*args: str, cwd: Path, stdin: bytes | None = None) -> None:
 # -- (a) held at admission ---------------------------------------------------------
 
 
-def bench_held(root: Path, n: int, warmup: int) -> dict[str, Any]:
+def bench_held(root: Path, n: int, warmup: int, url: str | None) -> dict[str, Any]:
+    """``url``: the intent log's PostgreSQL database (a fresh schema); None for the home's SQLite file."""
     home = fresh_home(root, "held")
-    app = build(home, clock=FrozenClock(START))
+    app = build(home, settings=on_database(load_settings(home), url), clock=FrozenClock(START))
     try:
         proposal = intent(6)
         first = app.orchestrator.submit(proposal, agent="optimizer")
@@ -167,6 +189,13 @@ def bench_held(root: Path, n: int, warmup: int) -> dict[str, Any]:
             ours = [timed(submit)[0] for _ in range(n)]
     finally:
         close(app)
+    if url is not None:
+        return {
+            "ours": stats(ours),
+            **breakdown.per_op(n),
+            "baseline": stats(postgres_baseline(url, n, warmup, write_set=False)),
+            "baseline_write_set": stats(postgres_baseline(url, n, warmup, write_set=True)),
+        }
     db = home / "apx.db"
     return {
         "ours": stats(ours),
@@ -229,6 +258,67 @@ def sqlite_baseline(source: Path, scratch: Path, n: int, warmup: int, *, write_s
     return samples
 
 
+def postgres_baseline(source: str, n: int, warmup: int, *, write_set: bool) -> list[float]:
+    """On PostgreSQL: insert the duplicate's own row (and, with ``write_set``, its target and
+    event rows) n times through bare psycopg, one transaction each, into copies of the tables."""
+    import psycopg
+    from psycopg.rows import dict_row
+    from psycopg.types.json import Json
+
+    with psycopg.connect(libpq_conninfo(source), autocommit=True, row_factory=dict_row) as src:
+        schema = src.execute("SELECT current_schema() AS s").fetchone()["s"]  # type: ignore[index]
+        row = src.execute("SELECT * FROM intents WHERE status = 'duplicate' LIMIT 1").fetchone()
+        assert row is not None
+        targets = src.execute("SELECT * FROM intent_targets WHERE intent_id = %s", (row["id"],)).fetchall()
+        events = src.execute("SELECT * FROM intent_events WHERE intent_id = %s", (row["id"],)).fetchall()
+        foreign_keys = src.execute(
+            "SELECT conrelid::regclass::text AS tbl, conname, pg_get_constraintdef(oid) AS definition "
+            "FROM pg_constraint WHERE contype = 'f' AND conrelid::regclass::text = ANY(%s)",
+            (list(WRITE_SET),),
+        ).fetchall()
+    del row["seq"]
+    for event in events:
+        del event["id"]
+
+    def adapt(value: Any) -> Any:
+        return Json(value) if isinstance(value, dict | list) else value
+
+    base = make_url(source).difference_update_query(["options"]).render_as_string(hide_password=False)
+    with (
+        postgres_schema(base, "apx_bench_scratch") as scratch,
+        psycopg.connect(libpq_conninfo(scratch)) as conn,
+    ):
+        # Autocommit off: psycopg opens a transaction at the first statement, commit() ends it.
+        for table in WRITE_SET:
+            conn.execute(f'CREATE TABLE {table} (LIKE "{schema}".{table} INCLUDING ALL)')
+        for fk in foreign_keys:
+            conn.execute(f'ALTER TABLE {fk["tbl"]} ADD CONSTRAINT "{fk["conname"]}" {fk["definition"]}')
+        conn.commit()
+
+        columns = ", ".join(f'"{c}"' for c in row)  # "commit" is a keyword
+        insert_row = f"INSERT INTO intents ({columns}) VALUES ({', '.join(['%s'] * len(row))})"
+        insert_target = "INSERT INTO intent_targets (intent_id, position, target) VALUES (%s, %s, %s)"
+        insert_event = "INSERT INTO intent_events (intent_id, status, at, reasons) VALUES (%s, %s, %s, %s)"
+        ids = [(new_intent_id(START), new_trace_id()) for _ in range(n + warmup)]
+        fixed = {k: adapt(v) for k, v in row.items()}
+
+        def insert(intent_id: str, trace_id: str) -> None:
+            values = {**fixed, "id": intent_id, "trace_id": trace_id}
+            with conn.cursor() as cur:
+                cur.execute(insert_row, tuple(values.values()))
+                if write_set:
+                    cur.executemany(insert_target, [(intent_id, t["position"], t["target"]) for t in targets])
+                    cur.executemany(
+                        insert_event, [(intent_id, e["status"], e["at"], Json(e["reasons"])) for e in events]
+                    )
+            conn.commit()
+
+        for intent_id, trace_id in ids[:warmup]:
+            insert(intent_id, trace_id)
+        samples = [timed(functools.partial(insert, i, t))[0] for i, t in ids[warmup:]]
+    return samples
+
+
 # -- (b) signed dev applies ---------------------------------------------------------
 
 
@@ -271,10 +361,10 @@ def replicas_for(i: int) -> int:
     return 5 + i % 8  # 5..12: never the seed's 4, always different from the previous one
 
 
-def bench_apply(root: Path, n: int, warmup: int) -> dict[str, Any]:
+def bench_apply(root: Path, n: int, warmup: int, url: str | None) -> dict[str, Any]:
     home = fresh_home(root, "apply")
     clock = FrozenClock(START)
-    app = build(home, settings=raised_limits(load_settings(home)), clock=clock)
+    app = build(home, settings=raised_limits(on_database(load_settings(home), url)), clock=clock)
     breakdown = Breakdown()
     counter = iter(range(10**9))
 
@@ -306,27 +396,7 @@ def bench_apply(root: Path, n: int, warmup: int) -> dict[str, Any]:
 
 def git_baseline(repo: Path, n: int, warmup: int) -> tuple[list[float], list[float], list[float]]:
     """write + ``git add`` + ``git commit -S`` of the same file in a repo set up like the config repo."""
-    keys = repo.parent / "scratch-keys"
-    key = create_signing_key(keys)
-    allowed = keys / "allowed_signers"
-    write_allowed_signers(allowed, principal=SIGNER, public_line=key.public_line)
-    repo.mkdir()
-    run("git", "init", "-q", "-b", "dev", cwd=repo)
-    # What GitConfigRepo.create writes into the config repo's own config.
-    for name, value in (
-        ("user.name", "apx"),
-        ("user.email", SIGNER),
-        ("user.signingkey", str(key.private_path.resolve())),
-        ("gpg.format", "ssh"),
-        ("gpg.ssh.allowedSignersFile", str(allowed.resolve())),
-        ("commit.gpgsign", "true"),
-    ):
-        run("git", "config", name, value, cwd=repo)
-    for path, text in seed_files().items():
-        (repo / path).parent.mkdir(parents=True, exist_ok=True)
-        (repo / path).write_text(text)
-    run("git", "add", "-A", cwd=repo)
-    run("git", "commit", "-S", "-q", "-m", "Seed the environments", cwd=repo)
+    key = signed_scratch_repo(repo, keys=repo.parent / "scratch-keys")
 
     target = repo / POOL
     document = copy.deepcopy(SEED[POOL])
@@ -371,9 +441,10 @@ def table(results: dict[str, Any]) -> str:
     rows = [
         ("scenario", "ours p50 ms", "ours ops/s", "baseline", "base p50 ms", "base ops/s", "ratio"),
     ]
+    bare = "sqlite" if results["server"].startswith("SQLite") else "psycopg"
     for scenario, base_key, label in (
-        ("held", "baseline", "sqlite insert, same row"),
-        ("held", "baseline_write_set", "sqlite, same write set"),
+        ("held", "baseline", f"{bare} insert, same row"),
+        ("held", "baseline_write_set", f"{bare}, same write set"),
         ("apply", "baseline", "write+add+commit -S"),
         ("apply", "baseline_commit_only", "git commit -S only"),
         ("apply", "ssh_keygen_sign", "ssh-keygen -Y sign"),
@@ -440,41 +511,69 @@ def environment() -> dict[str, str]:
     }
 
 
+def bench_database(root: Path, url: str | None, n: int, warmup: int) -> dict[str, Any]:
+    """Both scenarios with the intent log on SQLite (``url`` None) or on that PostgreSQL database."""
+    root.mkdir()
+    server = f"SQLite {sqlite3.sqlite_version}" if url is None else f"PostgreSQL {server_version(url)}"
+    return {
+        "server": server,
+        "held": bench_held(root, n, warmup, url),
+        "apply": bench_apply(root, n, warmup, url),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100, help="timed operations per scenario (default 100)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed operations first (default 5)")
+    parser.add_argument(
+        "--database-url",
+        default=database_url_default(),
+        help="also run on this PostgreSQL server, in fresh schemas (default $APX_BENCH_DATABASE_URL)",
+    )
+    parser.add_argument("--no-sqlite", action="store_true", help="run on PostgreSQL only")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if args.n < 1 or args.warmup < 0:
         parser.error("--n must be at least 1 and --warmup at least 0")
+    if problem := check_postgres_url(args.database_url):
+        parser.error(problem)
+    if args.no_sqlite and not args.database_url:
+        parser.error("--no-sqlite needs --database-url (or APX_BENCH_DATABASE_URL)")
 
     started = time.perf_counter()
+    results: dict[str, Any] = {"n": args.n, "warmup": args.warmup, "environment": environment()}
+    databases: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="apx-bench-") as tmp:
         root = Path(tmp)
-        results: dict[str, Any] = {"n": args.n, "warmup": args.warmup, "environment": environment()}
-        results["held"] = bench_held(root, args.n, args.warmup)
-        results["apply"] = bench_apply(root, args.n, args.warmup)
+        if not args.no_sqlite:
+            databases["sqlite"] = bench_database(root / "sqlite", None, args.n, args.warmup)
+        if args.database_url:
+            with postgres_schema(args.database_url) as url:
+                databases["postgresql"] = bench_database(root / "postgresql", url, args.n, args.warmup)
+    results["databases"] = databases
     results["seconds"] = time.perf_counter() - started
 
     env = results["environment"]
     print(
         f"APX decisions, N={args.n} (warm-up {args.warmup}); {env['cpus']} CPUs, Python {env['python']}, "
-        f"SQLite {env['sqlite']}, {env['git']}, {env['ssh'].split(',')[0]}"
+        f"{env['git']}, {env['ssh'].split(',')[0]}"
     )
-    print()
-    print(table(results))
-    held = results["held"]["ours"]
-    print()
-    print(
-        f"(a) the admission window grows (frozen clock: all {args.n + args.warmup + 1} intents are recent): "
-        f"first-decile p50 {held['first_decile_p50_ms']:.2f} ms, "
-        f"last-decile p50 {held['last_decile_p50_ms']:.2f} ms"
-    )
-    print()
-    print(where_time_goes(results["held"], "(a) where the time goes, ms per held intent"))
-    print()
-    print(where_time_goes(results["apply"], "(b) where the time goes, ms per signed apply"))
+    for result in databases.values():
+        print()
+        print(f"== intent log on {result['server']}")
+        print(table(result))
+        held = result["held"]["ours"]
+        print()
+        print(
+            f"(a) the admission window grows (frozen clock: all {args.n + args.warmup + 1} intents are "
+            f"recent): first-decile p50 {held['first_decile_p50_ms']:.2f} ms, "
+            f"last-decile p50 {held['last_decile_p50_ms']:.2f} ms"
+        )
+        print()
+        print(where_time_goes(result["held"], "(a) where the time goes, ms per held intent"))
+        print()
+        print(where_time_goes(result["apply"], "(b) where the time goes, ms per signed apply"))
     print()
     print(f"total {results['seconds']:.1f} s")
     if args.json:

@@ -61,12 +61,18 @@ each other's cumulative route limit:
     policy engine and the pipeline's helpers, and reports mean ms per
     replay. The wrappers cost microseconds against milliseconds.
 
+With ``--database-url`` (or ``APX_BENCH_DATABASE_URL``), (b) runs a second time with
+the intent log on that PostgreSQL server, the home's ``database.url`` pointed at a
+fresh schema (``CREATE SCHEMA apx_bench_<hex>``, dropped at the end): the store's
+reads then cross a socket. (a) does not touch the database and runs once; its bare
+regopy figures are (b)'s baseline on both databases.
+
 Per-op times are wall-clock ``time.perf_counter`` around one call, after a
 warm-up. p99 is the nearest-rank 99th percentile (with N=100 it is the
 second-largest sample). No thresholds: this measures, it does not judge; the
 issue's targets are printed next to the figures.
 
-    /work/venv/bin/python bench/policy.py [--n N] [--n-eval M] [--json out.json]
+    /work/venv/bin/python bench/policy.py [--n N] [--n-eval M] [--database-url URL] [--json out.json]
 """
 
 from __future__ import annotations
@@ -78,6 +84,7 @@ import json
 import math
 import os
 import platform
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -90,7 +97,17 @@ from typing import Any
 
 import regopy
 import yaml
-from common import Breakdown, close, raised_limits, timed
+from common import (
+    Breakdown,
+    check_postgres_url,
+    close,
+    database_url_default,
+    on_database,
+    postgres_schema,
+    raised_limits,
+    server_version,
+    timed,
+)
 
 from constraints.bundle import load_bundle
 from orchestrator import changeset as changeset_module
@@ -286,11 +303,14 @@ def capturing_policy_input(app: App, sink: list[dict[str, Any]]) -> Iterator[Non
 # -- setup --------------------------------------------------------------------------
 
 
-def make_app(root: Path) -> tuple[App, dict[str, str]]:
-    """A fresh home with the three scenario intents recorded as queued: (app, name → intent id)."""
+def make_app(root: Path, url: str | None = None) -> tuple[App, dict[str, str]]:
+    """A fresh home with the three scenario intents recorded as queued: (app, name → intent id).
+
+    ``url``: the intent log's PostgreSQL database; None for the home's SQLite file."""
     home = root / "home"
     init_home(home)
-    app = build(home, settings=raised_limits(load_settings(home)), clock=FrozenClock(START))
+    settings = raised_limits(on_database(load_settings(home), url))
+    app = build(home, settings=settings, clock=FrozenClock(START))
     ids = {}
     for name, (make, agent, _) in SCENARIOS.items():
         decision = app.orchestrator.submit(make(), agent=agent, wait=False)
@@ -584,10 +604,21 @@ def main(argv: list[str] | None = None) -> int:
         "--n-eval", type=int, default=500, help="timed policy evaluations per input and side (default 500)"
     )
     parser.add_argument("--warmup", type=int, default=5, help="untimed operations first (default 5)")
+    parser.add_argument(
+        "--database-url",
+        default=database_url_default(),
+        help="also validate with the intent log on this PostgreSQL server, in a fresh schema "
+        "(default $APX_BENCH_DATABASE_URL)",
+    )
+    parser.add_argument("--no-sqlite", action="store_true", help="validate on PostgreSQL only")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if args.n < 1 or args.n_eval < 1 or args.warmup < 0:
         parser.error("--n and --n-eval must be at least 1, --warmup at least 0")
+    if problem := check_postgres_url(args.database_url):
+        parser.error(problem)
+    if args.no_sqlite and not args.database_url:
+        parser.error("--no-sqlite needs --database-url (or APX_BENCH_DATABASE_URL)")
 
     started = time.perf_counter()
     results: dict[str, Any] = {
@@ -596,9 +627,10 @@ def main(argv: list[str] | None = None) -> int:
         "warmup": args.warmup,
         "environment": environment(),
     }
+    databases: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="apx-bench-policy-") as tmp:
         root = Path(tmp)
-        app, ids = make_app(root)
+        app, ids = make_app(root / "sqlite")
         try:
             captured: list[dict[str, Any]] = []
             inputs = {}
@@ -608,12 +640,27 @@ def main(argv: list[str] | None = None) -> int:
                     inputs[name] = captured[-1]
             budget_ms = app.settings.policy.budget.total_seconds() * 1000
             results["policy"] = bench_policy(root, inputs, args.n_eval, max(args.warmup, 20), budget_ms)
-            results["validation"] = bench_validation(app, ids, args.n, args.warmup)
+            if not args.no_sqlite:
+                databases["sqlite"] = {
+                    "server": f"SQLite {sqlite3.sqlite_version}",
+                    "validation": bench_validation(app, ids, args.n, args.warmup),
+                }
         finally:
             close(app)
+        if args.database_url:
+            with postgres_schema(args.database_url) as url:
+                app, ids = make_app(root / "postgresql", url)
+                try:
+                    databases["postgresql"] = {
+                        "server": f"PostgreSQL {server_version(url)}",
+                        "validation": bench_validation(app, ids, args.n, args.warmup),
+                    }
+                finally:
+                    close(app)
+    results["databases"] = databases
     results["seconds"] = time.perf_counter() - started
 
-    env, policy, validation = results["environment"], results["policy"], results["validation"]
+    env, policy = results["environment"], results["policy"]
     print(
         f"APX policy and validation; {env['cpus']} CPUs ({env['machine']}), Python {env['python']}, "
         f"regopy {env['regopy']}, load average {env['loadavg_1m_at_start']} at start; {policy['bundle']}"
@@ -629,20 +676,22 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("one change", "60 routes"):
         overhead = ", ".join(f"{k} {v:.0f} µs" for k, v in policy[name]["engine_overhead_us_p50"].items())
         print(f"  engine's own work, {name} (p50, timed apart): {overhead}")
-    print()
-    print(
-        f"(b) N={args.n} per scenario, replay and direct node calls alternating; "
-        f"target: p99 < {TARGET_P99_MS:g} ms"
-    )
-    print(validation_table(validation))
-    cold = validation["cold_parse"]
-    print(
-        f"  cold parse of the environment ({cold['files']} files), paid on a cache miss only: "
-        f"p50 {cold['p50_ms']:.1f} ms, p99 {cold['p99_ms']:.1f} ms"
-    )
-    for name in SCENARIOS:
+    for database in databases.values():
+        validation = database["validation"]
         print()
-        print(where_time_goes(validation[name], f"(b) where the time goes, {name}"))
+        print(
+            f"(b) intent log on {database['server']}: N={args.n} per scenario, replay and direct node "
+            f"calls alternating; target: p99 < {TARGET_P99_MS:g} ms"
+        )
+        print(validation_table(validation))
+        cold = validation["cold_parse"]
+        print(
+            f"  cold parse of the environment ({cold['files']} files), paid on a cache miss only: "
+            f"p50 {cold['p50_ms']:.1f} ms, p99 {cold['p99_ms']:.1f} ms"
+        )
+        for name in SCENARIOS:
+            print()
+            print(where_time_goes(validation[name], f"(b) where the time goes, {name}"))
     print()
     print(f"total {results['seconds']:.1f} s")
     if args.json:

@@ -1,22 +1,32 @@
 """Every benchmark in this directory, one command, one table.
 
-Runs ``decisions.py``, ``policy.py``, ``audit_log.py`` and ``intent_queries.py``
-one after the other, each in its own subprocess (so one's memory, caches and
-garbage do not weigh on the next), the last two on SQLite and on PostgreSQL.
+Runs ``decisions.py``, ``policy.py``, ``audit_log.py``, ``intent_queries.py`` and
+``workers.py`` one after the other, each in its own subprocess (so one's memory,
+caches and garbage do not weigh on the next), the first four on SQLite and on
+PostgreSQL, ``workers.py`` (1, 2 and 4 ``apx drain`` processes) on PostgreSQL.
 Each script measures its own baselines in the same run; this one only collects
 their JSON and writes ``summary.md`` and ``summary.json`` into ``--out``: one
 row per figure with ours, the baseline, the ratio and what bounds it.
 
-    /work/venv/bin/python bench/run_all.py --quick     # ~3 min on 2 cores the first time
+    /work/venv/bin/python bench/run_all.py --quick     # ~5 min on 2 cores the first time
     /work/venv/bin/python bench/run_all.py             # 1,000,000 of each; seeding ~15 min a database, once
 
 PostgreSQL: ``--postgres URL`` (default the ``apx_bench`` database on the local
-server, created if it is missing); ``--no-postgres`` runs SQLite only. The
-audit bench works in a fresh schema it drops; the intent-log bench keeps its
+server, created if it is missing); ``--no-postgres`` runs SQLite only (and no
+workers). The decision, policy, audit and workers benches work in fresh schemas
+they drop; the intent-log bench keeps its
 seeded log (schema ``intents_<rows>``, and ``bench/results/intent-queries-<rows>.db``
 on SQLite) so a second run reuses it. Each script's own output and JSON go to
 ``<out>/raw/``; ``--table-only`` rebuilds the summary from them without running
 anything. No thresholds: a ratio is reported, never judged.
+
+``summary.json``: ``command``, ``mode`` (quick|full), ``started_at``, ``postgres``
+(the URL or null), ``environment`` (cpus, machine, python, loadavg_start,
+loadavg_end), ``runs`` (per script: argv, returncode, seconds, loadavg before and
+after, log) and ``rows``: one object per figure with ``figure``, ``database``,
+``ours``, ``baseline`` (text as in the table), ``ratio`` (a number: ours' time over
+the baseline's at the same statistic, or null), ``bound`` (what bounds it) and
+``status`` (``measured``, ``failed`` or ``not measured``).
 """
 
 from __future__ import annotations
@@ -37,8 +47,7 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/apx_bench"
-SCRIPTS = ("decisions", "policy", "audit_log", "intent_queries")
-NOT_BUILT = "not built yet"
+SCRIPTS = ("decisions", "policy", "audit_log", "intent_queries", "workers")
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class Sizes:
     audit_log: tuple[str, ...]
     intent_rows: int
     intent_queries: tuple[str, ...]
+    workers: tuple[str, ...]
 
 
 FULL = Sizes(
@@ -58,6 +68,7 @@ FULL = Sizes(
     audit_log=("--entries", "1000000"),
     intent_rows=1_000_000,
     intent_queries=("--n", "100"),
+    workers=("--per-environment", "50"),
 )
 QUICK = Sizes(
     decisions=("--n", "30", "--warmup", "3"),
@@ -65,6 +76,7 @@ QUICK = Sizes(
     audit_log=("--entries", "100000", "--appends", "300", "--batches", "5", "--repeat", "1"),
     intent_rows=100_000,
     intent_queries=("--n", "30", "--warmup", "3"),
+    workers=("--per-environment", "10"),
 )
 
 
@@ -78,7 +90,7 @@ class Row:
     baseline: str
     ratio: float | None  # ours' time / the baseline's at the same statistic; None: no ratio
     bound: str
-    status: str = "measured"  # or "failed", "not measured", NOT_BUILT
+    status: str = "measured"  # or "failed", "not measured"
 
 
 # -- running ------------------------------------------------------------------------------
@@ -88,23 +100,10 @@ def commands(sizes: Sizes, raw: Path, postgres: str | None) -> dict[str, list[st
     python = sys.executable
     pg = ["--database-url", postgres] if postgres else []
     rows = sizes.intent_rows
-    return {
-        "decisions": [
-            python,
-            str(BENCH / "decisions.py"),
-            *sizes.decisions,
-            "--json",
-            str(raw / "decisions.json"),
-        ],
-        "policy": [python, str(BENCH / "policy.py"), *sizes.policy, "--json", str(raw / "policy.json")],
-        "audit_log": [
-            python,
-            str(BENCH / "audit_log.py"),
-            *sizes.audit_log,
-            *pg,
-            "--json",
-            str(raw / "audit_log.json"),
-        ],
+    scripts = {
+        "decisions": [python, str(BENCH / "decisions.py"), *sizes.decisions, *pg],
+        "policy": [python, str(BENCH / "policy.py"), *sizes.policy, *pg],
+        "audit_log": [python, str(BENCH / "audit_log.py"), *sizes.audit_log, *pg],
         "intent_queries": [
             python,
             str(BENCH / "intent_queries.py"),
@@ -113,10 +112,12 @@ def commands(sizes: Sizes, raw: Path, postgres: str | None) -> dict[str, list[st
             *sizes.intent_queries,
             *pg,
             *(["--pg-schema", f"intents_{rows}"] if postgres else []),
-            "--json",
-            str(raw / "intent_queries.json"),
         ],
+        "workers": [python, str(BENCH / "workers.py"), *sizes.workers, *pg],
     }
+    if not postgres:
+        del scripts["workers"]  # PostgreSQL only
+    return {name: [*argv, "--json", str(raw / f"{name}.json")] for name, argv in scripts.items()}
 
 
 def ensure_database(url: str) -> None:
@@ -144,8 +145,10 @@ def run_script(name: str, argv: list[str], raw: Path) -> dict[str, Any]:
     print(f"[{datetime.now(UTC):%H:%M:%S}] {name}: {shlex.join(argv[1:])}", file=sys.stderr, flush=True)
     load = [loadavg()]
     started = time.perf_counter()
+    # The URL each script gets is the one on its command line, or none.
+    env = {k: v for k, v in os.environ.items() if k != "APX_BENCH_DATABASE_URL"}
     with log.open("w") as out:
-        done = subprocess.run(argv, cwd=BENCH.parent, stdout=out, stderr=subprocess.STDOUT)
+        done = subprocess.run(argv, cwd=BENCH.parent, stdout=out, stderr=subprocess.STDOUT, env=env)
     seconds = time.perf_counter() - started
     load.append(loadavg())
     print(f"  exit {done.returncode} after {seconds:.0f} s; output in {log}", file=sys.stderr, flush=True)
@@ -173,6 +176,8 @@ def load_results(raw: Path) -> dict[str, Any]:
 BOUNDS = {
     "held": "three SQLAlchemy transactions per decision (recent, breaker, receive), ~0.5-1 ms of "
     "Python each; SQLite's own work is a small part",
+    "held_pg": "the same three transactions, each a few round trips; `receive`'s commit waits for "
+    "the server's WAL flush (fsync), as the baseline's does",
     "apply": "signing: `git commit-tree -S` starts git and ssh-keygen; a second git process moves "
     "the branch; then the store's transactions",
     "policy": "rego-cpp evaluating the bundle; the engine adds input checks, JSON and result parsing",
@@ -185,7 +190,10 @@ BOUNDS = {
     "query": "building 100 views (rows, targets, events, pydantic models); the database's part is a few ms",
     "query_target": "a resource's intents have no arrival order in `intent_targets`: looked up and "
     "sorted, or found by walking the log",
-    "workers": "`apx serve --workers N` and claiming with `SKIP LOCKED` are not built",
+    "workers_one": "one environment is decided in order, one intent at a time, under its lock: "
+    "extra workers wait for it; each decision is ~50-120 ms here of Python, the store, git and signing",
+    "workers_many": "2 cores: Python, git, ssh-keygen and PostgreSQL share them; environments are "
+    "decided side by side only by workers that take different ones",
 }
 
 
@@ -201,50 +209,84 @@ def _missing(figure: str, database: str, why: str, status: str = "failed") -> Ro
     return Row(figure, database, "—", "—", None, why, status)
 
 
+DATABASES = (("sqlite", "SQLite"), ("postgresql", "PostgreSQL"))
+
+
+def wanted_databases(postgres: bool) -> list[tuple[str, str]]:
+    return [(key, label) for key, label in DATABASES if postgres or key == "sqlite"]
+
+
 def decision_rows(results: dict[str, Any] | None, postgres: bool) -> list[Row]:
     held, apply = "admission decisions/s (held intent)", "signed dev apply"
     rows: list[Row] = []
-    if results is None:
-        rows += [_missing(held, "SQLite", "no results from decisions.py (see raw/decisions.log)")]
-        rows += [_missing(apply, "SQLite", "no results from decisions.py (see raw/decisions.log)")]
-    else:
-        ours, base = results["held"]["ours"], results["held"]["baseline"]
+    for key, label in wanted_databases(postgres):
+        result = (results or {}).get("databases", {}).get(key)
+        if result is None:
+            why = (
+                "no results from decisions.py (see raw/decisions.log)"
+                if results is None
+                else "not in decisions.py's results"
+            )
+            status = "failed" if results is None else "not measured"
+            rows += [_missing(held, label, why, status), _missing(apply, label, why, status)]
+            continue
+        bare = "sqlite3" if key == "sqlite" else "psycopg"
+        ours, base = result["held"]["ours"], result["held"]["baseline"]
         rows.append(
             Row(
                 held,
-                "SQLite",
+                label,
                 f"{rate(ours['ops_per_s'], '/s')} (p50 {ms(ours['p50_ms'])})",
-                f"bare sqlite3 insert of the same row: {rate(base['ops_per_s'], '/s')} "
+                f"bare {bare} insert of the same row, a transaction each: {rate(base['ops_per_s'], '/s')} "
                 f"(p50 {ms(base['p50_ms'])})",
                 ours["p50_ms"] / base["p50_ms"],
-                BOUNDS["held"],
+                BOUNDS["held" if key == "sqlite" else "held_pg"],
             )
         )
-        ours, base = results["apply"]["ours"], results["apply"]["baseline"]
+        ours, base = result["apply"]["ours"], result["apply"]["baseline"]
         rows.append(
             Row(
                 apply,
-                "SQLite",
+                label,
                 f"p50 {ms(ours['p50_ms'])} ({rate(ours['ops_per_s'], '/s')})",
                 f"write + `git add` + `git commit -S`: p50 {ms(base['p50_ms'])}",
                 ours["p50_ms"] / base["p50_ms"],
                 BOUNDS["apply"],
             )
         )
-    if postgres:
-        why = "bench/decisions.py runs on SQLite only"
-        rows += [
-            _missing(held, "PostgreSQL", why, "not measured"),
-            _missing(apply, "PostgreSQL", why, "not measured"),
-        ]
-    for workers in (1, 2, 4):
-        rows.append(
-            _missing(held, f"PostgreSQL, {workers} worker{'s' * (workers > 1)}", BOUNDS["workers"], NOT_BUILT)
-        )
     return rows
 
 
-def policy_rows(results: dict[str, Any] | None) -> list[Row]:
+def worker_rows(results: dict[str, Any] | None, postgres: bool) -> list[Row]:
+    """Deciding queued intents with N `apx drain` processes: ours against N bare committers."""
+    if not postgres:
+        return []
+    if results is None:
+        return [
+            _missing(
+                "queued intents decided/s", "PostgreSQL", "no results from workers.py (see raw/workers.log)"
+            )
+        ]
+    rows: list[Row] = []
+    for scenario, by_workers in results["scenarios"].items():
+        for workers, r in by_workers.items():
+            ours, base = r["ours"], r["baseline"]
+            count = int(workers)
+            rows.append(
+                Row(
+                    f"queued intents decided/s, {scenario}",
+                    f"PostgreSQL, {count} worker{'s' * (count > 1)}",
+                    f"{ours['decisions_per_s']:,.1f}/s ({ours['intents']} in {ours['wall_s']:.2f} s)",
+                    f"{count} concurrent bare `git commit -S`, a branch each: "
+                    f"{base['commits_per_s']:,.1f}/s ({base['wall_s']:.2f} s)",
+                    r["ratio"],
+                    BOUNDS["workers_one" if scenario.startswith("1 ") else "workers_many"],
+                )
+            )
+    return rows
+
+
+def policy_rows(results: dict[str, Any] | None, postgres: bool) -> list[Row]:
     if results is None:
         return [_missing("validation p50/p99", "SQLite", "no results from policy.py (see raw/policy.log)")]
     rows: list[Row] = []
@@ -261,28 +303,30 @@ def policy_rows(results: dict[str, Any] | None) -> list[Row]:
                 BOUNDS["policy"],
             )
         )
-    for name, bound in (("one change", "validation_one"), ("60 routes", "validation_60")):
-        replay, bare = results["validation"][name]["replay"], results["policy"][name]["bare"]
-        status = results["validation"][name]["status"]
-        for stat in ("p50", "p99"):
-            rows.append(
-                Row(
-                    f"validation {stat}, {name} ({status})",
-                    "SQLite",
-                    ms(replay[f"{stat}_ms"]),
-                    f"bare regopy evaluation {stat}: {ms(bare[f'{stat}_ms'])}",
-                    replay[f"{stat}_ms"] / bare[f"{stat}_ms"],
-                    BOUNDS[bound],
+    for key, label in wanted_databases(postgres):
+        database = results.get("databases", {}).get(key)
+        if database is None:
+            rows.append(_missing("validation p50/p99", label, "not in policy.py's results", "not measured"))
+            continue
+        for name, bound in (("one change", "validation_one"), ("60 routes", "validation_60")):
+            replay, bare = database["validation"][name]["replay"], results["policy"][name]["bare"]
+            status = database["validation"][name]["status"]
+            for stat in ("p50", "p99"):
+                rows.append(
+                    Row(
+                        f"validation {stat}, {name} ({status})",
+                        label,
+                        ms(replay[f"{stat}_ms"]),
+                        f"bare regopy evaluation {stat}: {ms(bare[f'{stat}_ms'])}",
+                        replay[f"{stat}_ms"] / bare[f"{stat}_ms"],
+                        BOUNDS[bound],
+                    )
                 )
-            )
     return rows
 
 
-DATABASES = (("sqlite", "SQLite"), ("postgresql", "PostgreSQL"))
-
-
 def audit_rows(results: dict[str, Any] | None, postgres: bool) -> list[Row]:
-    wanted = [(key, label) for key, label in DATABASES if postgres or key == "sqlite"]
+    wanted = wanted_databases(postgres)
     if results is None:
         return [
             _missing("audit append and verify", label, "no results from audit_log.py (see raw/audit_log.log)")
@@ -330,7 +374,7 @@ def typical(filters: dict[str, Any]) -> dict[str, Any]:
 
 
 def query_rows(results: dict[str, Any] | None, postgres: bool, rows_wanted: int) -> list[Row]:
-    wanted = [(key, label) for key, label in DATABASES if postgres or key == "sqlite"]
+    wanted = wanted_databases(postgres)
     if results is None:
         why = "no results from intent_queries.py (see raw/intent_queries.log)"
         return [
@@ -390,7 +434,8 @@ def build_rows(results: dict[str, Any], *, postgres: bool, intent_rows: int) -> 
     """The summary's rows from the scripts' JSON (a script missing from ``results`` failed)."""
     return [
         *decision_rows(results.get("decisions"), postgres),
-        *policy_rows(results.get("policy")),
+        *worker_rows(results.get("workers"), postgres),
+        *policy_rows(results.get("policy"), postgres),
         *audit_rows(results.get("audit_log"), postgres),
         *query_rows(results.get("intent_queries"), postgres, intent_rows),
     ]

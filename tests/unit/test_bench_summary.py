@@ -62,17 +62,41 @@ def canned() -> dict[str, Any]:
             "(info) reason, rare": {"p50_ms": 60.0, "p95_ms": 900.0},
         }
 
+    def decisions(held: float, apply: float) -> dict[str, Any]:
+        return {
+            "held": {"ours": timing(held), "baseline": timing(0.1)},
+            "apply": {"ours": timing(apply), "baseline": timing(20.0)},
+        }
+
+    def workers(ours_s: float, base_s: float) -> dict[str, Any]:
+        return {
+            "ours": {
+                "intents": 200,
+                "wall_s": ours_s,
+                "decisions_per_s": 200 / ours_s,
+                "decisions_per_worker": [200],
+            },
+            "baseline": {"commits": 200, "wall_s": base_s, "commits_per_s": 200 / base_s},
+            "ratio": ours_s / base_s,
+        }
+
     return {
-        "decisions": {
-            "held": {"ours": timing(5.0), "baseline": timing(0.1)},
-            "apply": {"ours": timing(40.0), "baseline": timing(20.0)},
+        "decisions": {"databases": {"sqlite": decisions(5.0, 40.0), "postgresql": decisions(30.0, 60.0)}},
+        "policy": {
+            "policy": policy,
+            "databases": {"sqlite": {"validation": validation}, "postgresql": {"validation": validation}},
         },
-        "policy": {"policy": policy, "validation": validation},
         "audit_log": {"entries": 1_000_000, "databases": {"sqlite": database(), "postgresql": database()}},
         "intent_queries": {
             "rows": 1_000_000,
             "sqlite": {"filters": filters()},
             "postgresql": {"filters": filters()},
+        },
+        "workers": {
+            "scenarios": {
+                "1 environment": {"1": workers(8.0, 4.0), "2": workers(8.5, 2.5), "4": workers(9.0, 2.0)},
+                "4 environments": {"1": workers(8.0, 4.0), "2": workers(6.0, 2.5), "4": workers(5.0, 2.0)},
+            }
         },
     }
 
@@ -86,8 +110,11 @@ def test_each_ratio_is_ours_over_the_baseline_from_the_same_results(run_all: Mod
     rows = run_all.build_rows(canned(), postgres=True, intent_rows=1_000_000)
 
     assert by_figure(rows, "admission decisions/s", "SQLite").ratio == pytest.approx(50)
+    assert by_figure(rows, "admission decisions/s", "PostgreSQL").ratio == pytest.approx(300)
     assert by_figure(rows, "signed dev apply", "SQLite").ratio == pytest.approx(2)
+    assert by_figure(rows, "signed dev apply", "PostgreSQL").ratio == pytest.approx(3)
     assert by_figure(rows, "validation p99, 60 routes", "SQLite").ratio == pytest.approx(80 / 3.2)
+    assert by_figure(rows, "validation p99, 60 routes", "PostgreSQL").ratio == pytest.approx(80 / 3.2)
     assert by_figure(rows, "audit verify", "PostgreSQL").ratio == pytest.approx(2)
     assert by_figure(rows, "audit append, 1 entry", "PostgreSQL").ratio == pytest.approx(2.5)
 
@@ -100,16 +127,37 @@ def test_the_slowest_typical_query_leaves_out_informational_filters(run_all: Mod
     assert slowest.ratio == pytest.approx(300)
 
 
-def test_worker_rows_say_not_built_and_carry_no_figures(run_all: ModuleType) -> None:
+def test_worker_rows_compare_each_worker_count_with_as_many_bare_committers(run_all: ModuleType) -> None:
     rows = run_all.build_rows(canned(), postgres=True, intent_rows=1_000_000)
 
     workers = [r for r in rows if "worker" in r.database]
-    assert [r.database for r in workers] == [
-        "PostgreSQL, 1 worker",
-        "PostgreSQL, 2 workers",
-        "PostgreSQL, 4 workers",
+    assert [(r.figure.rsplit(", ", 1)[1], r.database) for r in workers] == [
+        ("1 environment", "PostgreSQL, 1 worker"),
+        ("1 environment", "PostgreSQL, 2 workers"),
+        ("1 environment", "PostgreSQL, 4 workers"),
+        ("4 environments", "PostgreSQL, 1 worker"),
+        ("4 environments", "PostgreSQL, 2 workers"),
+        ("4 environments", "PostgreSQL, 4 workers"),
     ]
-    assert all(r.status == "not built yet" and r.ratio is None for r in workers)
+    assert [r.ratio for r in workers] == pytest.approx([2.0, 3.4, 4.5, 2.0, 2.4, 2.5])
+    assert "40.0/s (200 in 5.00 s)" in workers[-1].ours
+    assert "4 concurrent bare `git commit -S`" in workers[-1].baseline
+
+
+def test_without_postgresql_no_script_gets_a_server_and_the_workers_bench_is_left_out(
+    run_all: ModuleType, tmp_path: Path
+) -> None:
+    url = "postgresql+psycopg://postgres@127.0.0.1:5432/apx_bench"
+
+    with_server = run_all.commands(run_all.QUICK, tmp_path, url)
+    without = run_all.commands(run_all.QUICK, tmp_path, None)
+    rows = run_all.build_rows(canned(), postgres=False, intent_rows=100_000)
+
+    assert sorted(with_server) == sorted(run_all.SCRIPTS)
+    assert all(argv[argv.index("--database-url") + 1] == url for argv in with_server.values())
+    assert "workers" not in without
+    assert not any("--database-url" in argv for argv in without.values())
+    assert not any(r.database.startswith("PostgreSQL") for r in rows)
 
 
 def test_a_script_without_results_shows_as_missing_rather_than_as_a_figure(run_all: ModuleType) -> None:
