@@ -121,6 +121,7 @@ class Service:
                 self.pool.start()
                 watcher = DrainWorker(self.app, interval=0.25, decide=False)
                 self._api = create_api(self.app, principals=self._principals, worker=watcher)
+                self._api.state.pool = self.pool
             else:
                 self._api = create_api(self.app, principals=self._principals, drain_interval=2.0)
             config = uvicorn.Config(

@@ -50,5 +50,8 @@ def readyz(request: Request) -> JSONResponse:
     worker = getattr(request.app.state, "worker", None)
     if worker is not None and getattr(request.app.state, "serving", False) and not worker.running:
         problems.append("the pipeline worker is not running")
+    pool = getattr(request.app.state, "pool", None)
+    if pool is not None and not pool.pids:
+        problems.append("no pipeline worker process is running (apx serve --workers restarts them)")
     health = Health(ok=not problems, problems=problems)
     return JSONResponse(health.model_dump(), status_code=200 if health.ok else 503)
