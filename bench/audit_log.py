@@ -97,7 +97,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy
-from common import postgres_schema, timed
+from common import postgres_schema, render_table, timed
 from sqlalchemy import MetaData, Table, text
 from sqlalchemy.engine import Connection, Engine, make_url
 
@@ -501,7 +501,7 @@ def verification_table(results: dict[str, Any]) -> str:
                 f"{v[key]['median_s'] / v['hashlib_floor']['median_s']:.2f}x",
             ]
         rows.append(row)
-    return _table(rows)
+    return render_table(rows)
 
 
 def append_table(results: dict[str, Any]) -> str:
@@ -542,19 +542,7 @@ def append_table(results: dict[str, Any]) -> str:
                     f"{append['python_us_per_entry']:.1f}",
                 ]
             )
-    return _table(rows)
-
-
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        )
-        for r in rows
-    ]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    return render_table(rows)
 
 
 def environment() -> dict[str, str]:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
 import secrets
 import subprocess
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +171,28 @@ def signed_scratch_repo(repo: Path, *, keys: Path, branch: str = "dev") -> Signi
 def close(app: App) -> None:
     app.store.close()
     app.repo.close()
+
+
+def render_table(rows: Sequence[Sequence[str]], *, left: tuple[int, ...] = (0,)) -> str:
+    """``rows`` (the first is the header) as aligned text: columns in ``left`` flush left, the rest right."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+
+    def line(row: Sequence[str]) -> str:
+        cells = zip(row, widths, strict=True)
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(cells))
+
+    lines = [line(r) for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, str]:
+    """What every benchmark records about where it ran (scripts add their libraries' versions)."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    return {
+        "date": datetime.now(UTC).date().isoformat(),
+        "cpus": str(os.cpu_count()),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "loadavg_1m_at_start": f"{load[0]:.2f}",
+    }

@@ -91,6 +91,7 @@ from common import (
     on_database,
     postgres_schema,
     raised_limits,
+    render_table,
     server_version,
     signed_scratch_repo,
     timed,
@@ -462,15 +463,7 @@ def table(results: dict[str, Any]) -> str:
                 f"{ours['p50_ms'] / base['p50_ms']:.1f}x",
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-
-    def line(row: tuple[str, ...]) -> str:
-        cells = zip(row, widths, strict=True)
-        return "  ".join(c.ljust(w) if i in (0, 3) else c.rjust(w) for i, (c, w) in enumerate(cells))
-
-    lines = [line(r) for r in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    return render_table(rows, left=(0, 3))
 
 
 def where_time_goes(result: dict[str, Any], title: str) -> str:

@@ -72,6 +72,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from common import render_table
 from sqlalchemy import create_engine, make_url, pool, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
@@ -654,15 +655,7 @@ def table(name: str, results: dict[str, Any]) -> str:
             "",
         )
     )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        )
-        for r in rows
-    ]
-    lines.insert(1, "-" * len(lines[0]))
-    return f"{name}\n" + "\n".join(lines)
+    return f"{name}\n" + render_table(rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -89,7 +89,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,6 +105,7 @@ from common import (
     on_database,
     postgres_schema,
     raised_limits,
+    render_table,
     server_version,
     timed,
 )
@@ -504,18 +505,6 @@ def bench_validation(app: App, ids: dict[str, str], n: int, warmup: int) -> dict
 
 
 # -- report ---------------------------------------------------------------------------
-
-
-def render_table(rows: Sequence[tuple[str, ...]], *, left: tuple[int, ...] = (0,)) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-
-    def line(row: tuple[str, ...]) -> str:
-        cells = zip(row, widths, strict=True)
-        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(cells))
-
-    lines = [line(r) for r in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
 
 
 def policy_table(result: dict[str, Any]) -> str:

@@ -54,7 +54,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -74,7 +73,9 @@ from common import (
     close,
     database_url_default,
     git,
+    machine,
     postgres_schema,
+    render_table,
     server_version,
     signed_scratch_repo,
 )
@@ -395,26 +396,11 @@ def table(results: dict[str, Any]) -> str:
                     f"{r['ratio']:.2f}x",
                 )
             )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = [
-        "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        )
-        for r in rows
-    ]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    return render_table(rows)
 
 
 def environment() -> dict[str, str]:
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
-    return {
-        "date": datetime.now(UTC).date().isoformat(),
-        "cpus": str(os.cpu_count()),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-        "loadavg_1m_at_start": f"{load[0]:.2f}",
-    }
+    return machine()
 
 
 def main(argv: list[str] | None = None) -> int:
