@@ -2,8 +2,9 @@
 
 Agents use :class:`LlmPlanner` instead of their deterministic planner when the
 ``llm:`` settings name models. The model sees a compact, bounded JSON of what the
-agent observed (only the agent's tenant, credential-like fields redacted) and
-must answer with one JSON object ``{"summary", "changes", "caused_by"}``. That
+agent observed (only the agent's tenant; secrets redacted, by field name and by the
+pipeline's own secret scan) and must answer with one JSON object ``{"summary",
+"changes", "caused_by"}``. That
 answer is data, never instructions: it is validated field by field
 (:func:`parse_output`) and only those fields reach the :class:`~agents.base.Proposal`.
 The environment, the agent and the tenant come from the caller, so text the
@@ -22,6 +23,7 @@ it is imported only when the first router is built; importing this module does n
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -38,7 +40,7 @@ from agents.llm_settings import LlmSettings
 from orchestrator.errors import BadInput, InternalError
 from orchestrator.intent import KINDS, Change
 from orchestrator.logs import get_logger
-from validators.secrets import credential_strength, is_placeholder, looks_random
+from validators.secrets import SecretScanValidator, credential_strength, is_placeholder, looks_random
 
 if TYPE_CHECKING:
     from litellm.router import Router
@@ -343,10 +345,11 @@ def observation_json(observation: Observation, *, budget: int = MAX_OBSERVATION_
     }
     used = len(_dumps(data))
     omitted = 0
-    for key, document in observation.resources.items():
-        if _tenant_of(document) != observation.tenant:
-            continue
-        piece = _redacted(document)
+    own = {k: d for k, d in observation.resources.items() if _tenant_of(d) == observation.tenant}
+    # Two passes: fields named like credentials, then the pipeline's own secret scan, which
+    # also finds a token pasted under an innocent name (a note, a label, a host).
+    scanned = _secret_scan().redact_resources({k: _redacted(d) for k, d in own.items()})
+    for key, piece in scanned.items():
         size = len(key) + len(_dumps(piece)) + 4
         if used + size > budget:
             omitted += 1
@@ -356,6 +359,12 @@ def observation_json(observation: Observation, *, budget: int = MAX_OBSERVATION_
     if omitted:
         data["resources_omitted"] = omitted
     return _dumps(data)
+
+
+@functools.cache
+def _secret_scan() -> SecretScanValidator:
+    """detect-secrets' plugins, built once per process (on the first prompt, not at import)."""
+    return SecretScanValidator()
 
 
 def _dumps(value: Any) -> str:

@@ -371,12 +371,21 @@ class SecretScanValidator:
         The Security agent's scan: secrets that reached the config repo by a path
         other than apx (a hand-made commit), which the pipeline's check never saw.
         """
+        return _public(self._scan_documents(documents))
+
+    def redact_resources(self, documents: Mapping[str, object]) -> dict[str, Any]:
+        """``documents`` with every string holding a secret replaced by ``<redacted>``, whatever
+        its field is called: what may leave the building, such as an LLM prompt."""
+        found = self._scan_documents(documents)
+        return {key: _redact_tree(document, found.values) for key, document in documents.items()}
+
+    def _scan_documents(self, documents: Mapping[str, object]) -> _Collector:
         found = _Collector()
         lines = _Lines()
         for resource in sorted(documents):
             _visit(resource, documents[resource], found, lines)
         self._scan_lines(found, lines)
-        return _public(found)
+        return found
 
     def _scan(self, ctx: ValidationContext) -> _Collector:
         found = _Collector()

@@ -220,6 +220,31 @@ def test_the_prompt_holds_the_tenant_and_its_rules_but_no_secrets_and_no_other_t
     assert request["params"]["max_tokens"] == 800
 
 
+def test_a_token_under_an_innocent_field_name_never_reaches_the_prompt(
+    provider: ScriptedProvider, uid: str, observation: Observation
+) -> None:
+    """The field-name rule misses ``notes`` and ``labels``; the pipeline's secret scan does not."""
+    # Assembled at run time so this file holds no token a push-protection scanner would stop.
+    aws_key = "AKIA" + "Q7RZ4WJ2XK3M9PLD"
+    github_token = "ghp" + "_" + "Zk3q9Rt4Yp8w7Xm2Lc5Vb1Nn6Hs0Dj4Fg2Aa"
+    pools = dict(observation.resources)
+    pools["WorkerPool/checkout"] = {
+        **pool(4),
+        "metadata": {"name": "checkout", "tenant": "acme", "labels": {"deploy": github_token}},
+        "spec": {**pool(4)["spec"], "notes": f"rotated, new key {aws_key}"},
+    }
+    provider.replies[f"planner-{uid}"] = reply()
+    planner = LlmPlanner(scripted_settings(uid, "planner"), agent="optimizer", instructions=INSTRUCTIONS)
+    planner.plan(dataclasses.replace(observation, resources=pools))
+
+    [request] = provider.requests
+    prompt = json.dumps(request["messages"])
+    assert aws_key not in prompt and github_token not in prompt
+    seen = json.loads(request["messages"][1]["content"])["resources"]["WorkerPool/checkout"]
+    assert seen["spec"]["notes"] == "<redacted>" and seen["metadata"]["labels"]["deploy"] == "<redacted>"
+    assert seen["spec"]["replicas"] == 4  # the rest of the resource is still there to reason about
+
+
 def test_a_large_environment_is_cut_to_a_bounded_prompt(
     provider: ScriptedProvider, uid: str, observation: Observation
 ) -> None:
