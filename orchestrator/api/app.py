@@ -39,6 +39,7 @@ from orchestrator.api import (
     policy,
     reviews,
 )
+from orchestrator.api.deps import AnonymousRefusals
 from orchestrator.bootstrap import App
 from orchestrator.principals import Principals
 from orchestrator.workers import DrainWorker
@@ -83,6 +84,7 @@ def create_api(
     )
     api.state.apx = app
     api.state.principals = principals or Principals.load(app.settings.home)
+    api.state.anonymous_refusals = AnonymousRefusals()
     api.state.worker = drain
     api.state.serving = False
     errors.install(api)

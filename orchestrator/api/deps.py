@@ -4,12 +4,15 @@ A caller proves who it is with ``Authorization: Bearer <token>`` (agents,
 scripts) or the ``apx_token`` cookie (the review page sets it at login:
 HttpOnly, SameSite=Strict, so page scripts cannot read it and other sites
 cannot send it). Every refusal, 401 or 403, is written to the audit log with
-the principal's name (or ``anonymous``) and never the token.
+the principal's name (or ``anonymous``) and never the token; refusals of callers
+without a valid token are coalesced per client (:class:`AnonymousRefusals`).
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 from fastapi import Depends, HTTPException, Request
@@ -97,6 +100,38 @@ def refuse(
     raise HTTPException(status, detail={"code": code, "reason": reason}, headers=headers)
 
 
+class AnonymousRefusals:
+    """Which refusals of callers without a valid token get an audit entry of their own.
+
+    Every refusal of a known principal is audited: it is someone accountable trying
+    something. A caller with no valid token is anyone; a flood of them would grow the
+    audit chain without bound. So per client address the first such refusal in each
+    ``window`` is audited and the rest are counted, and the next audited entry says
+    how many there were. The log still gets a line for each. Behind a proxy every
+    client is the proxy's address: that only makes the counting coarser.
+    """
+
+    def __init__(self, *, window: float = 60.0, clients: int = 10_000) -> None:
+        self._window = window
+        self._clients = clients
+        self._lock = threading.Lock()
+        #: client address -> (time of its last audited refusal, refusals not audited since)
+        self._seen: OrderedDict[str, tuple[float, int]] = OrderedDict()
+
+    def audit(self, client: str, *, now: float) -> int | None:
+        """None: count this refusal, do not audit it. Else audit it, noting that many skipped."""
+        with self._lock:
+            last = self._seen.get(client)
+            if last is not None and now - last[0] < self._window:
+                self._seen[client] = (last[0], last[1] + 1)
+                return None
+            self._seen[client] = (now, 0)
+            self._seen.move_to_end(client)
+            while len(self._seen) > self._clients:
+                self._seen.popitem(last=False)
+            return 0 if last is None else last[1]
+
+
 def record_refusal(
     request: Request, principal: Principal | None, reason: str, *, tenant: str | None = None
 ) -> None:
@@ -110,6 +145,15 @@ def record_refusal(
     actor = principal.name if principal else "anonymous"
     subject = _UNPRINTABLE.sub("?", f"http:{request.method} {request.url.path}")[:200]
     known_tenant = tenant if tenant and len(tenant) <= NAME_MAX and NAME_RE.match(tenant) else None
+    if principal is None:
+        client = request.client.host if request.client else "unknown"
+        throttle: AnonymousRefusals = request.app.state.anonymous_refusals
+        skipped = throttle.audit(client, now=app.clock.now().timestamp())
+        if skipped is None:
+            log.warning("api.refused", actor=actor, subject=subject, reason=reason, audited=False)
+            return
+        if skipped:
+            subject = f"{subject[:150]} (+{skipped} more from this client, not audited one by one)"
     try:
         app.audit.record(
             [

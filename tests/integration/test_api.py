@@ -265,7 +265,9 @@ def test_an_unknown_intent_or_pr_is_404(api: Api) -> None:
 # -- identity -----------------------------------------------------------------------------
 
 
-def test_requests_without_a_valid_token_are_401_and_audited_without_the_token(api: Api) -> None:
+def test_requests_without_a_valid_token_are_401_and_audited_without_the_token(
+    api: Api, clock: FrozenClock
+) -> None:
     cases = [{}, {"Authorization": "Bearer apx_wrong"}, {"Authorization": "Basic dXNlcjpwYXNz"}]
     for headers in cases:
         response = api.client.get("/v1/intents", headers=headers)
@@ -273,10 +275,30 @@ def test_requests_without_a_valid_token_are_401_and_audited_without_the_token(ap
         assert response.headers["www-authenticate"] == "Bearer"
         assert response.json()["code"] == "unauthenticated" and response.json()["reason"]
     refused = [e for e in api.audit_entries() if e["action"] == "api.refused"]
-    assert len(refused) == 3
     assert {e["actor"] for e in refused} == {"anonymous"}
     assert refused[0]["subject"] == "http:GET /v1/intents"
     assert "apx_wrong" not in json.dumps(api.audit_entries())
+
+
+def test_a_flood_of_anonymous_requests_is_audited_once_a_minute_per_client_with_a_count(
+    api: Api, clock: FrozenClock
+) -> None:
+    """Anyone can send requests without a token; each must not grow the audit chain."""
+    for _ in range(50):
+        assert api.client.get("/v1/intents", headers={"Authorization": "Bearer apx_wrong"}).status_code == 401
+    assert len([e for e in api.audit_entries() if e["action"] == "api.refused"]) == 1
+
+    clock.advance(61)
+    assert api.client.get("/v1/prs").status_code == 401
+    refused = [e for e in api.audit_entries() if e["action"] == "api.refused"]
+    assert len(refused) == 2
+    assert refused[1]["subject"] == "http:GET /v1/prs (+49 more from this client, not audited one by one)"
+
+    # A known principal's refusals are each audited: someone accountable tried something.
+    for _ in range(3):
+        reset = api.client.post("/v1/breakers/acme/dev/reset", headers=api.auth("optimizer"), json={})
+        assert reset.status_code == 403
+    assert len([e for e in api.audit_entries() if e["actor"] == "optimizer"]) == 3
 
 
 def test_a_revoked_token_stops_working_at_once(api: Api) -> None:
