@@ -15,10 +15,16 @@ from typing import Any
 
 import rfc8785
 
+from orchestrator.errors import BadInput
+
 
 def canonical_json(value: Any) -> bytes:
-    """RFC 8785 bytes of a JSON-compatible value."""
-    return rfc8785.dumps(_normalise(value))
+    """RFC 8785 bytes of a JSON-compatible value; :class:`BadInput` for one JSON cannot carry
+    (a lone surrogate in a string, NaN or infinity), which no intent is meant to hold."""
+    try:
+        return rfc8785.dumps(_normalise(value))
+    except rfc8785.CanonicalizationError as exc:
+        raise BadInput(f"the intent's changes hold a value JSON cannot carry: {exc}") from exc
 
 
 def dedupe_key(*, tenant: str, environment: str, changes: Sequence[Mapping[str, Any]]) -> str:

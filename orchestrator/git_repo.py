@@ -282,7 +282,7 @@ class GitConfigRepo:
         gitpython's long-lived ``cat-file`` helper, newest first, with no new process.
         """
         _check_branch(branch)
-        trailer = f"\nIntent-Id: {intent_id}\n"
+        trailer = f"Intent-Id: {intent_id}"
         with self._lock:
             head = self.head(branch)
             if head is None:
@@ -291,7 +291,8 @@ class GitConfigRepo:
             commit = self._repo.commit(head)
             while commit.hexsha != stop:
                 message = commit.message if isinstance(commit.message, str) else commit.message.decode()
-                if trailer in f"\n{message}\n":
+                # Only the trailer block (the last paragraph) counts: a rationale may quote one.
+                if trailer in message.rstrip("\n").rsplit("\n\n", 1)[-1].splitlines():
                     return str(commit.hexsha)
                 if not commit.parents:
                     return None

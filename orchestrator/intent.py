@@ -30,6 +30,25 @@ NAME_MAX = 63
 MAX_RATIONALE = 2000
 
 
+#: What ``causedBy`` may hold: an id (apx's ``in-…``, or another system's), one token. It
+#: becomes the ``Caused-By:`` trailer of a signed commit, so a line break in it could forge
+#: more trailers (``Approved-By:``) into a commit apx signs.
+CAUSED_BY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+
+
+def check_text(value: str, what: str) -> str:
+    """``value`` if it holds no control character but tab and line breaks and no lone
+    surrogate: such text cannot be written to a commit message, and is never meant."""
+    for at, ch in enumerate(value):
+        code = ord(ch)
+        if (code < 32 and ch not in "\t\n\r") or code == 127 or 0xD800 <= code <= 0xDFFF:
+            raise ValueError(
+                f"{what} holds the character U+{code:04X} at position {at}; "
+                "only printable text, tabs and line breaks are allowed"
+            )
+    return value
+
+
 def check_name(value: str, what: str) -> str:
     if len(value) > NAME_MAX or not NAME_RE.match(value):
         raise ValueError(
@@ -182,6 +201,16 @@ class IntentMeta(_Frozen):
     def _tenant(cls, v: str) -> str:
         return check_name(v, "tenant")
 
+    @field_validator("causedBy")
+    @classmethod
+    def _caused_by(cls, v: str | None) -> str | None:
+        if v is not None and not CAUSED_BY_RE.match(v):
+            raise ValueError(
+                f"causedBy {v[:80]!r} is not an intent id: one token of at most 128 letters, "
+                "digits and . _ : / -"
+            )
+        return v
+
 
 class IntentSpec(_Frozen):
     environment: str
@@ -192,6 +221,11 @@ class IntentSpec(_Frozen):
     @classmethod
     def _environment(cls, v: str) -> str:
         return check_name(v, "environment")
+
+    @field_validator("rationale")
+    @classmethod
+    def _rationale(cls, v: str) -> str:
+        return check_text(v, "the rationale")
 
 
 class Intent(_Frozen):

@@ -48,7 +48,8 @@ class SchemaValidator:
 
 
 class ReferenceValidator:
-    """Routes must serve an existing Product (and one of its plans), and no two may share host+path.
+    """Routes must serve an existing Product of their own tenant (and one of its plans), and no
+    two may share host+path.
 
     With ``only_new`` (the default) a problem already present before the change
     is not held against it: a dangling Route committed by hand must not block
@@ -71,7 +72,8 @@ class ReferenceValidator:
 
 def _problems(environment: Mapping[str, Mapping[str, Any]], env_name: str) -> list[str]:
     products: dict[str, list[str] | None] = {}
-    routes: list[tuple[str, Mapping[str, Any]]] = []
+    owners: dict[str, object] = {}
+    routes: list[tuple[str, object, Mapping[str, Any]]] = []
     for path in sorted(environment):
         document = environment[path]
         if not isinstance(document, Mapping):
@@ -79,17 +81,24 @@ def _problems(environment: Mapping[str, Mapping[str, Any]], env_name: str) -> li
         kind, name, spec = document.get("kind"), _name(document), document.get("spec")
         if kind == "Product" and name is not None:
             products[name] = _plan_names(spec)
+            owners[name] = _tenant(document)
         elif kind == "Route" and isinstance(spec, Mapping):
-            routes.append((_label(path), spec))
+            routes.append((_label(path), _tenant(document), spec))
 
     messages: list[str] = []
     served: dict[tuple[str, str], list[str]] = {}
-    for label, spec in routes:
+    for label, tenant, spec in routes:
         product, plan = spec.get("product"), spec.get("plan")
         if isinstance(product, str):
             if product not in products:
                 messages.append(
                     f"{label}: spec.product names Product {product!r}, which does not exist in {env_name}"
+                )
+            elif isinstance(owners[product], str) and owners[product] != tenant:
+                # Said without naming the owner: one tenant learns nothing about another's.
+                messages.append(
+                    f"{label}: spec.product names Product {product!r}, which is not tenant {tenant!r}'s; "
+                    "a Route serves only its own tenant's Products"
                 )
             elif isinstance(plan, str) and (plans := products[product]) is not None and plan not in plans:
                 messages.append(
@@ -104,6 +113,11 @@ def _problems(environment: Mapping[str, Mapping[str, Any]], env_name: str) -> li
             who = f"{', '.join(labels[:-1])} and {labels[-1]} {'both' if len(labels) == 2 else 'all'}"
             messages.append(f"{who} serve {host}{route_path}; a host+path may have only one Route")
     return messages
+
+
+def _tenant(document: Mapping[str, Any]) -> object:
+    metadata = document.get("metadata")
+    return metadata.get("tenant") if isinstance(metadata, Mapping) else None
 
 
 def _name(document: Mapping[str, Any]) -> str | None:

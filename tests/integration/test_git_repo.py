@@ -412,3 +412,21 @@ def test_an_unsigned_commit_fails_verify(repo: GitConfigRepo, repo_path: Path) -
     tree = git_out(repo_path, "rev-parse", "dev^{tree}")
     unsigned = git_out(repo_path, "-c", "commit.gpgsign=false", "commit-tree", tree, "-m", "unsigned")
     assert not repo.verify(unsigned)
+
+
+def test_an_intent_commit_is_found_by_its_trailer_not_by_a_quote_in_the_rationale(
+    repo: GitConfigRepo,
+) -> None:
+    """Crash recovery must never take another intent's commit for this one's."""
+    root = repo.head("dev")
+    assert root is not None
+    quoting = repo.commit(
+        branch="dev",
+        parent=root,
+        files={"Route/payments-healthz.yaml": None},
+        message="apx: builder delete Route/payments-healthz in dev\n\nundoes what\nIntent-Id: in-earlier\n"
+        "did\n\nIntent-Id: in-quoting\nTrace-Id: 0123\n",
+    )
+
+    assert repo.intent_commit("dev", "in-quoting", since=root) == quoting
+    assert repo.intent_commit("dev", "in-earlier", since=root) is None

@@ -102,6 +102,33 @@ def test_a_route_naming_a_missing_product_fails_references() -> None:
     ]
 
 
+def test_a_route_may_not_serve_another_tenants_product() -> None:
+    """Found by the decision fuzz: a globex Route serving acme's Product was applied."""
+    theirs = route("ledger", host="api.globex.example")
+    theirs["metadata"]["tenant"] = "globex"
+    intent = Intent.model_validate(
+        {
+            "apiVersion": "apx/v1",
+            "kind": "Intent",
+            "metadata": {"tenant": "globex"},
+            "spec": {"environment": "dev", "changes": [{"action": "create", "resource": theirs}]},
+        }
+    )
+    before = seeded()
+    ctx = ValidationContext(
+        intent=intent,
+        agent="builder",
+        before=before,
+        after={**before, "Route/ledger.yaml": theirs},
+        changed=frozenset({"Route/ledger.yaml"}),
+    )
+    check = ReferenceValidator().check(ctx)
+    assert check.messages == [
+        "Route/ledger: spec.product names Product 'payments-api', which is not tenant 'globex''s; "
+        "a Route serves only its own tenant's Products"
+    ]
+
+
 def test_deleting_a_product_strands_its_routes() -> None:
     ctx = context(seeded(), ("delete", document("Product", "payments-api", {})))
     check = ReferenceValidator().check(ctx)
