@@ -239,16 +239,17 @@ def sqlite_baseline(source: Path, scratch: Path, n: int, warmup: int, *, write_s
 
     columns = ", ".join(f'"{c}"' for c in row)  # "commit" is a keyword
     insert_row = f"INSERT INTO intents ({columns}) VALUES ({', '.join('?' * len(row))})"
-    insert_target = "INSERT INTO intent_targets (intent_id, position, target) VALUES (?, ?, ?)"
+    insert_target = "INSERT INTO intent_targets (intent_id, intent_seq, position, target) VALUES (?, ?, ?, ?)"
     insert_event = "INSERT INTO intent_events (intent_id, status, at, reasons) VALUES (?, ?, ?, ?)"
     # Ids of the same shape as APX's, minted before timing (unique: uq_intents_id).
     ids = [(new_intent_id(START), new_trace_id()) for _ in range(n + warmup)]
 
     def insert(intent_id: str, trace_id: str) -> None:
         values = {**row, "id": intent_id, "trace_id": trace_id}
-        conn.execute(insert_row, tuple(values.values()))
+        seq = conn.execute(insert_row, tuple(values.values())).lastrowid
         if write_set:
-            conn.executemany(insert_target, [(intent_id, t["position"], t["target"]) for t in targets])
+            rows = [(intent_id, seq, t["position"], t["target"]) for t in targets]
+            conn.executemany(insert_target, rows)
             conn.executemany(insert_event, [(intent_id, e["status"], e["at"], e["reasons"]) for e in events])
         conn.commit()
 
@@ -298,7 +299,11 @@ def postgres_baseline(source: str, n: int, warmup: int, *, write_set: bool) -> l
 
         columns = ", ".join(f'"{c}"' for c in row)  # "commit" is a keyword
         insert_row = f"INSERT INTO intents ({columns}) VALUES ({', '.join(['%s'] * len(row))})"
-        insert_target = "INSERT INTO intent_targets (intent_id, position, target) VALUES (%s, %s, %s)"
+        if write_set:
+            insert_row += " RETURNING seq"  # as receive() learns it, for the target rows
+        insert_target = (
+            "INSERT INTO intent_targets (intent_id, intent_seq, position, target) VALUES (%s, %s, %s, %s)"
+        )
         insert_event = "INSERT INTO intent_events (intent_id, status, at, reasons) VALUES (%s, %s, %s, %s)"
         ids = [(new_intent_id(START), new_trace_id()) for _ in range(n + warmup)]
         fixed = {k: adapt(v) for k, v in row.items()}
@@ -308,7 +313,9 @@ def postgres_baseline(source: str, n: int, warmup: int, *, write_set: bool) -> l
             with conn.cursor() as cur:
                 cur.execute(insert_row, tuple(values.values()))
                 if write_set:
-                    cur.executemany(insert_target, [(intent_id, t["position"], t["target"]) for t in targets])
+                    seq = cur.fetchone()[0]  # type: ignore[index]
+                    rows = [(intent_id, seq, t["position"], t["target"]) for t in targets]
+                    cur.executemany(insert_target, rows)
                     cur.executemany(
                         insert_event, [(intent_id, e["status"], e["at"], Json(e["reasons"])) for e in events]
                     )

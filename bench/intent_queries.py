@@ -261,7 +261,9 @@ def intent_rows(
         "commit": commit,
         "pr_id": None if pr is None else pr["id"],
     }
-    target_rows = [{"intent_id": intent_id, "position": i, "target": k} for i, k in enumerate(keys)]
+    target_rows = [
+        {"intent_id": intent_id, "intent_seq": seq, "position": i, "target": k} for i, k in enumerate(keys)
+    ]
     event_rows = [
         {"intent_id": intent_id, "status": s.value, "at": t, "reasons": r}
         for s, t, r in timeline(status, at=at, decided=decided, reasons=reasons, prod=environment == "prod")

@@ -188,8 +188,8 @@ BOUNDS = {
     "append_batched": "Python per entry: the canonical JSON body and three hashes (~12 µs)",
     "verify": "three SHA-256 calls per entry (call overhead, not hashing), the loop, and streaming rows",
     "query": "building 100 views (rows, targets, events, pydantic models); the database's part is a few ms",
-    "query_target": "a resource's intents have no arrival order in `intent_targets`: looked up and "
-    "sorted, or found by walking the log",
+    "query_target": "one ordered range of the (target, intent_seq) index, then the resource's intents "
+    "joined by seq; a hot resource with rare other filters reads most of its intents",
     "workers_one": "one environment is decided in order, one intent at a time, under its lock: "
     "extra workers wait for it; each decision is ~50-120 ms here of Python, the store, git and signing",
     "workers_many": "2 cores: Python, git, ssh-keygen and PostgreSQL share them; environments are "

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
@@ -160,12 +159,16 @@ class IntentRow(SQLModel, table=True):
 
 class IntentTargetRow(SQLModel, table=True):
     __tablename__ = "intent_targets"
-    __table_args__ = (Index("ix_intent_targets_target_intent_id", "target", "intent_id"),)
+    # A resource's intents newest first, from a cursor on: `intents list --target`
+    # is one ordered index range, like the other filters (migration 0010).
+    __table_args__ = (Index("ix_intent_targets_target_intent_seq", "target", "intent_seq"),)
 
     intent_id: str = Field(sa_column=Column(String(64), ForeignKey("intents.id"), primary_key=True))
     #: Keeps the targets in the order the intent lists them.
     position: int = Field(sa_column=Column(Integer(), primary_key=True, autoincrement=False))
     target: str = Field(sa_column=Column(String(300), nullable=False))
+    #: The intent's ``seq`` (its order of arrival), copied from ``intents``.
+    intent_seq: int = Field(sa_column=Column(_SEQ, nullable=False))
 
 
 class IntentEventRow(SQLModel, table=True):
@@ -363,7 +366,7 @@ class SqlIntentStore:
                 conn.execute(
                     _targets.insert(),
                     [
-                        {"intent_id": record.id, "position": i, "target": t}
+                        {"intent_id": record.id, "intent_seq": seq, "position": i, "target": t}
                         for i, t in enumerate(record.targets)
                     ],
                 )
@@ -885,17 +888,33 @@ class SqlIntentStore:
 
 
 def _page(conn: Connection, query: IntentQuery) -> Select[Any]:
-    """The sequence numbers of the intents ``query`` asks for, newest first, at most ``limit``."""
-    c = _intents.c
+    """The sequence numbers of the intents ``query`` asks for, newest first, at most ``limit``.
+
+    Every filter reads an index whose last column is the order of arrival, so the
+    matches come out newest first and ``LIMIT`` stops early. ``target`` reads the
+    targets table's (target, intent_seq) index, from the cursor down, and joins
+    each intent by ``seq`` only to check the other filters. (``conn`` is unused
+    here; bench/intent_queries.py times this step alone through it.)
+    """
+    c, t = _intents.c, _targets.c
     limit = max(query.limit, 0)
-    filters = _filters(query)
-    if query.target is not None:
-        return _target_page(conn, query.target, filters, limit)
-    return select(c.seq).where(*filters).order_by(c.seq.desc()).limit(limit)
+    if query.target is None:
+        return select(c.seq).where(*_filters(query, seq=c.seq)).order_by(c.seq.desc()).limit(limit)
+    return (
+        select(t.intent_seq)
+        .join_from(_targets, _intents, c.seq == t.intent_seq)
+        .where(t.target == query.target, *_filters(query, seq=t.intent_seq))
+        .order_by(t.intent_seq.desc())
+        .limit(limit)
+    )
 
 
-def _filters(query: IntentQuery) -> list[ColumnElement[bool]]:
-    """``query``'s conditions on the intents table (all but ``target``)."""
+def _filters(query: IntentQuery, *, seq: ColumnElement[int]) -> list[ColumnElement[bool]]:
+    """``query``'s conditions on the intents table (all but ``target``), its cursor on ``seq``.
+
+    The cursor goes on the column the page is ordered by, so the index range starts
+    there (PostgreSQL carries equalities across a join, not ``<``).
+    """
     c = _intents.c
     out: list[ColumnElement[bool]] = [
         column == value
@@ -914,48 +933,10 @@ def _filters(query: IntentQuery) -> list[ColumnElement[bool]]:
     if query.until is not None:
         out.append(c.received_at < utc(query.until))
     if query.before_seq is not None:
-        out.append(c.seq < query.before_seq)
+        out.append(seq < query.before_seq)
     if query.reason is not None:
         out.append(_reason_in_timeline(query.reason))
     return out
-
-
-def _target_page(
-    conn: Connection, target: str, filters: list[ColumnElement[bool]], limit: int
-) -> Select[Any]:
-    """The sequence numbers of the newest ``limit`` intents changing ``target`` that pass ``filters``.
-
-    The targets table has no arrival order, so there are two ways, and which is
-    cheap depends on how many intents changed the target, which the index says
-    at once. For a target in ``count`` of ``newest`` intents:
-
-    * *look up* every intent of the target and sort them: costs ~``count``;
-    * *walk* the log newest first, checking each intent's targets: a match
-      comes every ``newest / count`` intents, so ~``limit * newest / count``.
-
-    Walking wins when ``count² > limit * newest``. Left to themselves, both
-    planners chose the walk for targets of a few thousand intents and took
-    hundreds of milliseconds (seconds on SQLite, which keeps no statistics);
-    the look-up is a ``MATERIALIZED`` CTE so the planner cannot turn it back
-    into a walk. (Storing ``seq`` in the targets table would make both one
-    ordered index range; see docs/performance.md.)
-    """
-    c, t = _intents.c, _targets.c
-    count = conn.execute(select(func.count()).where(t.target == target)).scalar_one()
-    newest = conn.execute(select(func.max(c.seq))).scalar() or 0
-    if count * count > limit * newest:
-        walk = exists().where(t.intent_id == c.id, t.target == target)
-        return select(c.seq).where(walk, *filters).order_by(c.seq.desc()).limit(limit)
-    matches = (
-        select(c.seq)
-        .join_from(_targets, _intents, t.intent_id == c.id)
-        .where(t.target == target, *filters)
-        .distinct()
-        .cte("target_matches")
-    )
-    if conn.dialect.name != "sqlite" or sqlite3.sqlite_version_info >= (3, 35):  # 3.35 has the keyword
-        matches = matches.prefix_with("MATERIALIZED")
-    return select(matches.c.seq).order_by(matches.c.seq.desc()).limit(limit)
 
 
 def _reason_in_timeline(text: str) -> ColumnElement[bool]:

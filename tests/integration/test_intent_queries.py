@@ -236,12 +236,11 @@ def test_every_filter_at_once(store: Store) -> None:
     assert ids(store.query(IntentQuery(trace_id=match.trace_id, reason="canary"))) == [match.id]
 
 
-# -- target: many intents or few -----------------------------------------------------------
+# -- target -----------------------------------------------------------------------------------
 
 
 def test_a_target_in_most_intents_and_one_in_few_both_page_newest_first(store: Store) -> None:
-    """The SQL store answers a target that is in many intents by walking the log newest
-    first, and one in few by looking its intents up; either way the answer is the same."""
+    """A resource in nearly every intent and one in a few: both page newest first."""
     recs = []
     for n in range(1, 21):
         targets = ("WorkerPool/checkout",) if n % 7 else ("WorkerPool/checkout", "Route/r-01")
@@ -264,3 +263,38 @@ def test_a_target_in_most_intents_and_one_in_few_both_page_newest_first(store: S
     ]
     assert pages(IntentQuery(target="Route/r-01", limit=1)) == rare == [recs[13].id, recs[6].id]
     assert store.query(IntentQuery(target="Route/r-02")) == []
+
+
+def test_a_targets_pages_follow_arrival_with_the_other_filters(store: Store) -> None:
+    """``--target`` with other filters and the cursor: newest *received into the log*
+    first (not by ``received_at``), every match once, whichever place the resource
+    has in its intent's list."""
+    recs = []
+    for n in range(1, 25):
+        targets = ("WorkerPool/checkout",) if n % 3 else ("Route/r-01", "WorkerPool/checkout")
+        recs.append(record(n, agent="optimizer" if n % 2 else "builder", targets=targets))
+    arrival = recs[12:] + recs[:12]  # the later half (by received_at) arrives first
+    rejected = {r.id for r in recs[::4]}
+    for rec in arrival:
+        receive(store, rec)
+        if rec.id in rejected:
+            decide(store, rec, Status.REJECTED, "replicas above 100")
+
+    def pages(query: IntentQuery) -> list[str]:
+        seen: list[str] = []
+        while page := store.query(query):
+            assert len(page) <= query.limit
+            seen += ids(page)
+            query = replace(query, before_seq=page[-1].seq)
+        return seen
+
+    newest_first = list(reversed(arrival))
+    optimizer = IntentQuery(target="WorkerPool/checkout", agent="optimizer", limit=4)
+    assert pages(optimizer) == [r.id for r in newest_first if r.agent == "optimizer"]
+    queued_route = IntentQuery(target="Route/r-01", status=Status.QUEUED, limit=2)
+    assert pages(queued_route) == [
+        r.id for r in newest_first if "Route/r-01" in r.targets and r.id not in rejected
+    ]
+    since, until = T0 + timedelta(minutes=6), T0 + timedelta(minutes=18)
+    window = IntentQuery(target="WorkerPool/checkout", since=since, until=until, limit=5)
+    assert pages(window) == [r.id for r in newest_first if since <= r.received_at < until]

@@ -389,6 +389,77 @@ def test_the_head_revision_read_from_file_names_is_alembics_head() -> None:
     assert ScriptDirectory.from_config(config).get_heads() == [head_revision()]
 
 
+def _upgrade_to(url: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(sql_store.__file__).parent / "migrations"))
+    with SqlIntentStore(url) as store, store._engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
+def test_a_log_from_before_targets_kept_their_order_lists_a_target_newest_first(sql_url: str) -> None:
+    """Migration 0010 on a log written at 0009: each target row gets its intent's
+    place in the order, so ``--target`` pages newest first as before the upgrade."""
+    from sqlalchemy import MetaData, Table
+
+    # Ids in the reverse of arrival order, so an order taken from the id would show.
+    recs = [
+        replace(record(n, targets=targets), id=f"in-{9 - n:026d}")
+        for n, targets in enumerate(
+            [
+                ("WorkerPool/checkout",),
+                ("Route/r-01", "WorkerPool/checkout"),
+                (),
+                ("Route/r-01",),
+                ("Route/r-02", "Route/r-01", "WorkerPool/checkout"),
+            ],
+            start=1,
+        )
+    ]
+    _upgrade_to(sql_url, "0009")
+    with SqlIntentStore(sql_url) as old, old._engine.begin() as conn:
+        intents, targets = (
+            Table(name, MetaData(), autoload_with=conn) for name in ("intents", "intent_targets")
+        )
+        for rec in recs:
+            conn.execute(
+                intents.insert().values(
+                    **{f: getattr(rec, f) for f in ("id", "trace_id", "tenant", "environment", "agent")},
+                    dedupe_key=rec.dedupe_key,
+                    base_revision=rec.base_revision,
+                    received_at=rec.received_at,
+                    status=Status.QUEUED.value,
+                    document=rec.document,
+                )
+            )
+            for position, target in enumerate(rec.targets):
+                conn.execute(targets.insert().values(intent_id=rec.id, position=position, target=target))
+
+    with SqlIntentStore.open(sql_url) as store:  # migrates to the head
+        newest_first = list(reversed(recs))
+        for target in ("WorkerPool/checkout", "Route/r-01", "Route/r-02"):
+            expected = [r.id for r in newest_first if target in r.targets]
+            assert [v.record.id for v in store.query(IntentQuery(target=target))] == expected
+            one_by_one: list[str] = []
+            query = IntentQuery(target=target, limit=1)
+            while page := store.query(query):
+                one_by_one += [v.record.id for v in page]
+                query = replace(query, before_seq=page[-1].seq)
+            assert one_by_one == expected
+        view = store.get(recs[4].id)
+        assert view is not None
+        assert view.record.targets == recs[4].targets
+        later = record(20, targets=("Route/r-01",))
+        store.receive(later, status=Status.QUEUED, decision=None)
+        assert [v.record.id for v in store.query(IntentQuery(target="Route/r-01", limit=2))] == [
+            later.id,
+            recs[4].id,
+        ]
+
+
 def test_sqlite_connections_use_wal_and_wait_for_writers(sqlite_url: str) -> None:
     with SqlIntentStore.open(sqlite_url) as store, store._engine.connect() as conn:
         pragmas = [conn.exec_driver_sql(f"PRAGMA {p}").scalar() for p in ("journal_mode", "busy_timeout")]
