@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,13 +48,8 @@ def clock() -> FrozenClock:
     return FrozenClock(T0)
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """``APX_TEST_DATABASE_URL`` with its search_path set to a fresh schema, dropped afterwards.
-
-    Every test gets empty tables (and its own ``alembic_version``), so tests are
-    isolated and can run again and again on one server.
-    """
+@contextmanager
+def _fresh_pg_schema() -> Iterator[str]:
     base = os.environ.get("APX_TEST_DATABASE_URL")
     if not base:
         pytest.skip("set APX_TEST_DATABASE_URL to run against PostgreSQL")
@@ -70,6 +66,25 @@ def pg_url() -> Iterator[str]:
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         admin.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """``APX_TEST_DATABASE_URL`` with its search_path set to a fresh schema, dropped afterwards.
+
+    Every test gets empty tables (and its own ``alembic_version``), so tests are
+    isolated and can run again and again on one server.
+    """
+    with _fresh_pg_schema() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_pg_url() -> Iterator[str]:
+    """Like ``pg_url``, but one schema for a whole module: for module-scoped fixtures
+    (a home that several tests share, such as the API fuzz's)."""
+    with _fresh_pg_schema() as url:
+        yield url
 
 
 @pytest.fixture

@@ -90,6 +90,7 @@ def create_api(
     errors.install(api)
     # No body may be larger than an intent may be (a review comment is far smaller).
     api.add_middleware(errors.BodyLimit, limit=app.settings.admission.max_intent_bytes)
+    api.add_middleware(errors.RefuseNul)
     for module in (health, intents, events, reviews, breakers, audit, policy, environments):
         api.include_router(module.router)
     for name in OPTIONAL_ROUTERS:
