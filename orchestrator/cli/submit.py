@@ -121,8 +121,29 @@ def drain(
         for decision in application.orchestrator.work(worker_name("drain"), environments=environments):
             _out(decision.summary())
         application.audit.checkpoint()
+        _say_what_is_left(application, environments)
         return
     _follow(application, environments, limit)
+
+
+def _say_what_is_left(application: App, environments: list[str]) -> None:
+    """Intents a drain left queued: another worker's claim holds them (a live worker is
+    deciding, or a dead one's claim has not lapsed yet), or a change window is closed."""
+    for environment in environments:
+        left = application.store.pending(environment=environment)
+        if not left:
+            continue
+        head = left[0]
+        why = (
+            f"its head {head.record.id} is claimed by worker {head.claimed_by} (taken over once "
+            f"the claim lapses, within workers.lease = "
+            f"{application.settings.workers.lease.total_seconds():g}s)"
+            if head.claimed_by
+            else "its change window is closed"
+            if not application.orchestrator.change_window(environment).open
+            else "another process is deciding it"
+        )
+        typer.echo(f"apx drain: {len(left)} intents left queued in {environment}: {why}", err=True)
 
 
 def _follow(application: App, environments: list[str], limit: float | None) -> None:

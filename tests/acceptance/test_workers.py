@@ -216,3 +216,28 @@ def test_a_following_worker_outlives_a_lock_held_too_long_and_then_decides(tmp_p
             assert worker.wait(60) == 0
     assert "environment 'dev' stayed locked" in err.read_text()
     assert "stopped after" in out.read_text()
+
+
+def test_drain_says_which_worker_holds_an_environment_it_left_alone(tmp_path: Path) -> None:
+    """A worker died holding dev's head: a drain decides the other environments and says why
+    dev waits, instead of exiting 0 in silence."""
+    from datetime import timedelta
+
+    home = scaled_out_home(tmp_path, None)
+    queued = admit(home)
+    app = build(home)
+    try:
+        claimed = app.store.claim(worker="host-a:4242:worker", environments=["dev"], lease=timedelta(hours=1))
+    finally:
+        app.close()
+    assert claimed is not None and claimed.record.id == queued["dev"][0]
+
+    drained = apx("drain", home=home)
+
+    assert drained.returncode == 0, drained.stderr
+    assert all(f"{i} applied" in drained.stdout for i in queued["qa"] + queued["staging"])
+    assert queued["dev"][0] not in drained.stdout
+    assert (
+        f"apx drain: {PER_ENVIRONMENT} intents left queued in dev: its head {queued['dev'][0]} "
+        "is claimed by worker host-a:4242:worker" in drained.stderr
+    )
