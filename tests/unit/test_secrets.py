@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import json
 import random
 import string
@@ -86,8 +87,14 @@ SECRETS: dict[str, tuple[str, str]] = {
 }  # fmt: skip
 
 
-def seeded() -> dict[str, dict[str, Any]]:
+@functools.cache
+def _seed() -> dict[str, dict[str, Any]]:
     return {path: yaml.safe_load(text) for path, text in seed_files().items()}
+
+
+def seeded() -> dict[str, dict[str, Any]]:
+    """A fresh copy of the seeded environment (parsed once: 64 YAML files cost ~100 ms)."""
+    return copy.deepcopy(_seed())
 
 
 def intent(rationale: str = "", changes: list[dict[str, Any]] | None = None) -> Intent:
@@ -195,7 +202,7 @@ def test_a_credential_named_field_with_a_real_value_is_refused(key: str, value: 
     assert_not_echoed(check.messages, value)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(millis=st.integers(0, 2**48 - 1), random_bits=st.integers(0, 2**80 - 1))
 def test_a_rationale_naming_apx_intents_and_prs_passes(millis: int, random_bits: int) -> None:
     """Every rollback's rationale names the intent it undoes; its 80 random bits used to read as
@@ -205,7 +212,12 @@ def test_a_rationale_naming_apx_intents_and_prs_passes(millis: int, random_bits:
     pr_id = "pr-" + intent_id.removeprefix("in-")
     rationale = f"rollback of {intent_id} requested by alice: errors; see {pr_id} and apx/{intent_id}"
 
-    check = SCANNER.check(context(rationale=rationale))
+    # Only the rationale is scanned here (nothing changed), so each example costs microseconds.
+    check = SCANNER.check(
+        ValidationContext(
+            intent=intent(rationale), agent="rollback", before={}, after={}, changed=frozenset()
+        )
+    )
 
     assert check.passed, check.messages
 
