@@ -82,8 +82,6 @@ import copy
 import functools
 import json
 import math
-import os
-import platform
 import sqlite3
 import statistics
 import sys
@@ -102,6 +100,7 @@ from common import (
     check_postgres_url,
     close,
     database_url_default,
+    machine,
     on_database,
     postgres_schema,
     raised_limits,
@@ -574,15 +573,10 @@ def where_time_goes(result: dict[str, Any], title: str) -> str:
 
 
 def environment() -> dict[str, str]:
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
     return {
-        "date": datetime.now(UTC).date().isoformat(),
-        "cpus": str(os.cpu_count()),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
+        **machine(),
         "regopy": str(regopy.__version__),
         "pyyaml_libyaml": str(getattr(yaml, "__with_libyaml__", False)),
-        "loadavg_1m_at_start": f"{load[0]:.2f}",
     }
 
 

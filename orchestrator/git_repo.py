@@ -138,15 +138,11 @@ class GitConfigRepo:
         ones against wherever it is run from), so ``git commit-tree -S`` and
         ``git verify-commit`` work in it as they are.
         """
-        if not branches:
-            raise ValueError("at least one branch is needed")
-        for branch in branches:
-            _check_branch(branch)
         _init_repository(
             path,
             signing_key=signing_key,
             allowed_signers=allowed_signers,
-            initial_branch=branches[0],
+            branches=branches,
             committer_name=committer_name,
             committer_email=committer_email,
         )
@@ -183,15 +179,11 @@ class GitConfigRepo:
 
         Every branch must exist on the remote; :class:`RepoError` names the missing ones.
         """
-        if not branches:
-            raise ValueError("at least one branch is needed")
-        for branch in branches:
-            _check_branch(branch)
         _init_repository(
             path,
             signing_key=signing_key,
             allowed_signers=allowed_signers,
-            initial_branch=branches[0],
+            branches=branches,
             committer_name=committer_name,
             committer_email=committer_email,
         )
@@ -681,14 +673,20 @@ def _init_repository(
     *,
     signing_key: SigningKey,
     allowed_signers: Path,
-    initial_branch: str,
+    branches: Sequence[str],
     committer_name: str,
     committer_email: str,
 ) -> None:
-    """``git init`` a repository configured to sign with ``signing_key`` and verify by itself.
+    """``git init`` a repository for ``branches`` (checked first; the first is the initial one),
+    configured to sign with ``signing_key`` and verify by itself.
 
     Both paths are stored absolute: git resolves relative ones against wherever it is run from.
     """
+    if not branches:
+        raise ValueError("at least one branch is needed")
+    for branch in branches:
+        _check_branch(branch)
+    initial_branch = branches[0]
     if (path / ".git").exists():
         raise RepoError(f"{path} is already a git repository")
     try:
